@@ -1,0 +1,16 @@
+# The exporter: build, unit tests, root integration tests, fuzzing, benchmarks.
+
+GO_LDFLAGS := -s -w \
+	-X github.com/prometheus/common/version.Version=$(VERSION) \
+	-X github.com/prometheus/common/version.Revision=$(REVISION) \
+	-X github.com/prometheus/common/version.Branch=main
+
+.PHONY: build
+build: ## Build the static podflow binary into bin/podflow.
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(GO_LDFLAGS)' -o $(BIN_DIR)/podflow ./exporter/cmd/podflow
+
+.PHONY: test-unit
+test-unit: ## Unit tests of the root module, under -race.
+	$(GO) test -race -count=1 ./...
+
+TEST_TARGETS += test-unit

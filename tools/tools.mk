@@ -1,0 +1,35 @@
+# Pinned tools, built from tools/go.mod into $(PODFLOW_CACHE)/bin/<name>-<version>
+# so that a version bump rebuilds and everything else reuses the binary.
+
+PROMETHEUS_VERSION   := v0.316.0
+ALERTMANAGER_VERSION := v0.35.0
+TOOLS_BIN            := $(PODFLOW_CACHE)/bin
+
+PROMTOOL     := $(TOOLS_BIN)/promtool-$(PROMETHEUS_VERSION)
+PROMETHEUS   := $(TOOLS_BIN)/prometheus-$(PROMETHEUS_VERSION)
+AMTOOL       := $(TOOLS_BIN)/amtool-$(ALERTMANAGER_VERSION)
+ALERTMANAGER := $(TOOLS_BIN)/alertmanager-$(ALERTMANAGER_VERSION)
+export PROMTOOL PROMETHEUS AMTOOL ALERTMANAGER
+
+$(PROMTOOL):
+	@echo ">> building promtool $(PROMETHEUS_VERSION) (once; cached in $(TOOLS_BIN))"
+	@mkdir -p $(TOOLS_BIN)
+	cd tools && $(GO) build -o $@ github.com/prometheus/prometheus/cmd/promtool
+
+$(PROMETHEUS):
+	@echo ">> building prometheus $(PROMETHEUS_VERSION) (once; cached in $(TOOLS_BIN))"
+	@mkdir -p $(TOOLS_BIN)
+	cd tools && $(GO) build -o $@ github.com/prometheus/prometheus/cmd/prometheus
+
+$(AMTOOL):
+	@echo ">> building amtool $(ALERTMANAGER_VERSION) (once; cached in $(TOOLS_BIN))"
+	@mkdir -p $(TOOLS_BIN)
+	cd tools && $(GO) build -o $@ github.com/prometheus/alertmanager/cmd/amtool
+
+$(ALERTMANAGER):
+	@echo ">> building alertmanager $(ALERTMANAGER_VERSION) (once; cached in $(TOOLS_BIN))"
+	@mkdir -p $(TOOLS_BIN)
+	cd tools && $(GO) build -o $@ github.com/prometheus/alertmanager/cmd/alertmanager
+
+.PHONY: tools
+tools: $(PROMTOOL) $(AMTOOL) $(PROMETHEUS) $(ALERTMANAGER) ## Build the pinned promtool, amtool, Prometheus and Alertmanager (cached by version).
