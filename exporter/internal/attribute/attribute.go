@@ -1,0 +1,182 @@
+// Package attribute names both ends of a flow, decides whether this node
+// reports it, and projects it to the series key it is counted under.
+package attribute
+
+import (
+	"fmt"
+	"net/netip"
+	"sync/atomic"
+
+	"github.com/podflow/podflow/exporter/internal/flow"
+)
+
+// Resolver maps an address to the endpoint behind it. It reports false
+// when it knows nothing of the address; the Attributor then labels the
+// side Unknown and counts a miss. A source of identity that classifies
+// addresses outside the cluster (kind Network) reports true for them.
+type Resolver interface {
+	Lookup(netip.Addr) (flow.Endpoint, bool)
+}
+
+// The opt-in label names of --metrics.labels.
+const (
+	LabelSourcePod          = "source_pod"
+	LabelDestinationPod     = "destination_pod"
+	LabelDestinationService = "destination_service"
+)
+
+// OptionalLabels lists the opt-in labels in exposition order.
+var OptionalLabels = []string{LabelSourcePod, LabelDestinationPod, LabelDestinationService}
+
+// Labels says which opt-in labels are enabled.
+type Labels struct {
+	SourcePod, DestinationPod, DestinationService bool
+}
+
+// ParseLabels turns --metrics.labels values into Labels.
+func ParseLabels(names []string) (Labels, error) {
+	var l Labels
+	for _, n := range names {
+		switch n {
+		case LabelSourcePod:
+			l.SourcePod = true
+		case LabelDestinationPod:
+			l.DestinationPod = true
+		case LabelDestinationService:
+			l.DestinationService = true
+		default:
+			return Labels{}, fmt.Errorf("unknown opt-in label %q (want %s, %s or %s)", n, LabelSourcePod, LabelDestinationPod, LabelDestinationService)
+		}
+	}
+	return l, nil
+}
+
+// Names returns the enabled opt-in label names in exposition order.
+func (l Labels) Names() []string {
+	var n []string
+	if l.SourcePod {
+		n = append(n, LabelSourcePod)
+	}
+	if l.DestinationPod {
+		n = append(n, LabelDestinationPod)
+	}
+	if l.DestinationService {
+		n = append(n, LabelDestinationService)
+	}
+	return n
+}
+
+// Config configures an Attributor.
+type Config struct {
+	// Node is the name of the node this instance runs on: the reporter
+	// of connections whose initiator or responder runs here. Empty means
+	// a lone instance that reports every flow it sees.
+	Node   string
+	Labels Labels
+}
+
+// Stats are the attribution self-metrics.
+type Stats struct {
+	// OtherNodeReports counts packets left to another node's instance.
+	OtherNodeReports uint64
+	// SourceMisses and DestinationMisses count packets whose initiator or
+	// responder no source of identity knew.
+	SourceMisses, DestinationMisses uint64
+}
+
+// Attributor turns flows into series keys. Attribute may be called from
+// one goroutine at a time; Stats from any.
+type Attributor struct {
+	resolver Resolver
+	node     string
+	labels   Labels
+
+	otherNode atomic.Uint64
+	srcMiss   atomic.Uint64
+	dstMiss   atomic.Uint64
+}
+
+// New returns an Attributor that looks addresses up in r.
+func New(r Resolver, cfg Config) *Attributor {
+	return &Attributor{resolver: r, node: cfg.Node, labels: cfg.Labels}
+}
+
+// Attribute fills k with the series of f and reports true when this node
+// reports f. A connection is reported by the node of its initiator when
+// the initiator is in the cluster (a pod or a node), otherwise by the
+// node of its responder; when neither side names a node (no cluster
+// around, as with static identities on a plain host), this node reports.
+// Flows this node leaves to another are counted and not projected.
+func (a *Attributor) Attribute(f *flow.Flow, k *flow.Key) bool {
+	src, ok := a.resolver.Lookup(f.Initiator)
+	if !ok {
+		a.srcMiss.Add(1)
+		src = flow.Endpoint{Kind: flow.KindUnknown}
+	}
+	dst, ok := a.resolver.Lookup(f.Responder)
+	if !ok {
+		a.dstMiss.Add(1)
+		dst = flow.Endpoint{Kind: flow.KindUnknown}
+	}
+	if r := reporter(&src, &dst); r != "" && a.node != "" && r != a.node {
+		a.otherNode.Add(1)
+		return false
+	}
+
+	*k = flow.Key{
+		SrcNamespace: namespace(&src),
+		SrcWorkload:  src.Workload,
+		SrcKind:      src.Kind,
+		DstNamespace: namespace(&dst),
+		DstWorkload:  dst.Workload,
+		DstKind:      dst.Kind,
+		DstPort:      f.Port,
+		Proto:        f.Proto,
+	}
+	if a.labels.SourcePod {
+		k.SrcPod = src.Pod
+	}
+	if a.labels.DestinationPod {
+		k.DstPod = dst.Pod
+	}
+	if a.labels.DestinationService && f.Service.IsValid() {
+		if svc, ok := a.resolver.Lookup(f.Service); ok && svc.Kind == flow.KindService {
+			k.DstService = svc.Workload
+		}
+	}
+	return true
+}
+
+// reporter returns the node that reports a flow between src and dst, or
+// "" when neither names a node.
+func reporter(src, dst *flow.Endpoint) string {
+	if src.Node != "" && (src.Kind == flow.KindNode || isPod(src.Kind)) {
+		return src.Node
+	}
+	return dst.Node
+}
+
+func isPod(k flow.Kind) bool {
+	switch k {
+	case flow.KindPod, flow.KindDeployment, flow.KindStatefulSet, flow.KindDaemonSet,
+		flow.KindReplicaSet, flow.KindJob, flow.KindCronJob:
+		return true
+	}
+	return false
+}
+
+func namespace(ep *flow.Endpoint) string {
+	if ep.Kind == flow.KindNode || ep.Kind == flow.KindNetwork {
+		return ""
+	}
+	return ep.Namespace
+}
+
+// Stats returns the attribution self-metrics.
+func (a *Attributor) Stats() Stats {
+	return Stats{
+		OtherNodeReports:  a.otherNode.Load(),
+		SourceMisses:      a.srcMiss.Load(),
+		DestinationMisses: a.dstMiss.Load(),
+	}
+}
