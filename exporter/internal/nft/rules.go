@@ -1,0 +1,140 @@
+package nft
+
+import (
+	"encoding/binary"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+)
+
+// TableName is the one table podflow owns, in the inet family.
+const TableName = "podflow"
+
+// Chain names and their hooks. Both run at priority 99 ("srcnat - 1"):
+// after the filter (0) and security (50) chains, so packets a firewall
+// drops are not counted, and before source NAT (100), so postrouting still
+// sees the pod's own source address. Postrouting sees forwarded and locally
+// sent packets after DNAT; input sees packets delivered to the node. Each
+// packet crossing the node passes exactly one of them.
+const (
+	ChainPostrouting = "postrouting"
+	ChainInput       = "input"
+	chainPriority    = 99
+)
+
+// spec is the whole table as nftables objects, ready to be queued on a
+// Conn.
+type spec struct {
+	table    *nftables.Table
+	counters []*nftables.NamedObj
+	chains   []*nftables.Chain
+	rules    []*nftables.Rule
+}
+
+func newTableRef() *nftables.Table {
+	return &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
+}
+
+// buildSpec translates a validated Config into the table's objects.
+func buildSpec(cfg *Config) *spec {
+	s := &spec{table: newTableRef()}
+	seen := map[string]bool{}
+	for _, o := range cfg.Overlays {
+		if seen[o.Name] {
+			continue
+		}
+		seen[o.Name] = true
+		s.counters = append(s.counters, &nftables.NamedObj{
+			Table: s.table,
+			Name:  o.Name,
+			Type:  nftables.ObjTypeCounter,
+			Obj:   &expr.Counter{},
+		})
+	}
+	accept := nftables.ChainPolicyAccept
+	for _, c := range []struct {
+		name   string
+		hook   *nftables.ChainHook
+		ifname expr.MetaKey
+	}{
+		{ChainPostrouting, nftables.ChainHookPostrouting, expr.MetaKeyOIFNAME},
+		{ChainInput, nftables.ChainHookInput, expr.MetaKeyIIFNAME},
+	} {
+		chain := &nftables.Chain{
+			Name:     c.name,
+			Table:    s.table,
+			Type:     nftables.ChainTypeFilter,
+			Hooknum:  c.hook,
+			Priority: nftables.ChainPriorityRef(chainPriority),
+			Policy:   &accept,
+		}
+		s.chains = append(s.chains, chain)
+		for _, exprs := range chainRules(cfg, c.ifname) {
+			s.rules = append(s.rules, &nftables.Rule{Table: s.table, Chain: chain, Exprs: exprs})
+		}
+	}
+	return s
+}
+
+// chainRules returns the rules of one chain, in order: loopback, overlays,
+// sampling, log. None of them sets a verdict other than return.
+func chainRules(cfg *Config, ifname expr.MetaKey) [][]expr.Any {
+	ret := &expr.Verdict{Kind: expr.VerdictReturn}
+	lo := make([]byte, unix.IFNAMSIZ)
+	copy(lo, "lo")
+	rules := [][]expr.Any{{
+		&expr.Meta{Key: ifname, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: lo},
+		ret,
+	}}
+	for _, o := range cfg.Overlays {
+		r := []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{o.Proto}},
+		}
+		if o.Port != 0 {
+			port := make([]byte, 2)
+			binary.BigEndian.PutUint16(port, o.Port)
+			r = append(r,
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: port},
+			)
+		}
+		r = append(r, &expr.Objref{Type: int(nftables.ObjTypeCounter), Name: o.Name}, ret)
+		rules = append(rules, r)
+	}
+	if cfg.SampleRate > 1 {
+		rules = append(rules, []expr.Any{
+			&expr.Numgen{Register: 1, Modulus: cfg.SampleRate, Type: unix.NFT_NG_RANDOM},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{0, 0, 0, 0}},
+			ret,
+		})
+	}
+	rules = append(rules, []expr.Any{&expr.Log{
+		Key:        1<<unix.NFTA_LOG_GROUP | 1<<unix.NFTA_LOG_SNAPLEN | 1<<unix.NFTA_LOG_QTHRESHOLD,
+		Group:      cfg.Group,
+		Snaplen:    cfg.SnapLen,
+		QThreshold: cfg.QueueThreshold,
+	}})
+	return rules
+}
+
+// queue adds the table's objects to conn's batch. A leftover table of the
+// same name goes first: adding an existing table is a no-op, so the add
+// makes the delete valid whether or not the table was there, and the batch
+// stays atomic.
+func (s *spec) queue(conn *nftables.Conn) {
+	conn.AddTable(s.table)
+	conn.DelTable(s.table)
+	conn.AddTable(s.table)
+	for _, o := range s.counters {
+		conn.AddObj(o)
+	}
+	for _, c := range s.chains {
+		conn.AddChain(c)
+	}
+	for _, r := range s.rules {
+		conn.AddRule(r)
+	}
+}

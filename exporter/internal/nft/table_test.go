@@ -1,0 +1,182 @@
+package nft
+
+import (
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/nftables/expr"
+	"github.com/podflow/podflow/exporter/internal/capture/netnstest"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden testdata/*.nft files")
+
+func TestRulesOnlyReturn(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.SampleRate = 3
+	for _, r := range buildSpec(&cfg).rules {
+		for _, e := range r.Exprs {
+			if v, ok := e.(*expr.Verdict); ok && v.Kind != expr.VerdictReturn {
+				t.Errorf("rule in %s sets verdict %v; podflow must never change a verdict", r.Chain.Name, v.Kind)
+			}
+		}
+	}
+}
+
+func listTable(t *testing.T, ns *netnstest.NS) string {
+	t.Helper()
+	return ns.MustRun(t, "nft", "list", "table", "inet", TableName)
+}
+
+func compareGolden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("nft list table inet %s differs from %s (run with -update after checking):\n--- got\n%s\n--- want\n%s", TableName, path, got, want)
+	}
+}
+
+func TestInstallGolden(t *testing.T) {
+	for _, tc := range []struct {
+		golden string
+		cfg    func() Config
+	}{
+		{"default.nft", DefaultConfig},
+		{"sampled.nft", func() Config {
+			c := DefaultConfig()
+			c.SampleRate = 10
+			c.Group = 7
+			c.SnapLen = 96
+			c.QueueThreshold = 64
+			c.Overlays = []Overlay{{"vxlan", 17, 4789}, {"ipip", 4, 0}}
+			return c
+		}},
+	} {
+		t.Run(tc.golden, func(t *testing.T) {
+			ns := netnstest.New(t, "pfcap-")
+			cfg := tc.cfg()
+			cfg.NetNS = ns.FD
+			tbl := New(cfg, nil)
+			if err := tbl.Install(); err != nil {
+				t.Fatal(err)
+			}
+			compareGolden(t, tc.golden, listTable(t, ns))
+			if s := tbl.Stats(); s.SyncsOK != 1 || s.SyncsError != 0 || !s.Installed {
+				t.Errorf("Stats() = %+v, want one successful sync", s)
+			}
+		})
+	}
+}
+
+func TestInstallReplacesLeftover(t *testing.T) {
+	ns := netnstest.New(t, "pfcap-")
+	// A leftover from a crashed run with another configuration, and an
+	// unrelated table that must survive.
+	ns.MustRun(t, "nft", "add table inet podflow; add chain inet podflow stale { type filter hook forward priority 0; }; add rule inet podflow stale counter")
+	ns.MustRun(t, "nft", "add table inet other; add chain inet other keep; add rule inet other keep counter")
+	cfg := DefaultConfig()
+	cfg.NetNS = ns.FD
+	tbl := New(cfg, nil)
+	for range 2 {
+		if err := tbl.Install(); err != nil {
+			t.Fatal(err)
+		}
+		compareGolden(t, "default.nft", listTable(t, ns))
+	}
+	if out := ns.MustRun(t, "nft", "list", "table", "inet", "other"); !strings.Contains(out, "chain keep") {
+		t.Errorf("the unrelated table changed:\n%s", out)
+	}
+	if err := tbl.Delete(); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := ns.Run("nft", "list", "table", "inet", TableName); err == nil {
+		t.Errorf("table still there after Delete:\n%s", out)
+	}
+	if err := tbl.Delete(); err != nil {
+		t.Errorf("deleting a missing table: %v", err)
+	}
+	if out := ns.MustRun(t, "nft", "list", "tables"); strings.TrimSpace(out) != "table inet other" {
+		t.Errorf("tables after Delete = %q, want only inet other", out)
+	}
+}
+
+func TestRunReassertsAndKeepsCountersMonotonic(t *testing.T) {
+	ns := netnstest.New(t, "pfcap-")
+	cfg := DefaultConfig()
+	cfg.NetNS = ns.FD
+	tbl := New(cfg, nil)
+	if err := tbl.Install(); err != nil {
+		t.Fatal(err)
+	}
+	// VXLAN packets through the postrouting chain: UDP to 4789 leaves
+	// through a veth (lo is skipped).
+	ns.MustRun(t, "ip", "link", "add", "v0", "type", "veth", "peer", "name", "v1")
+	ns.MustRun(t, "ip", "addr", "add", "192.0.2.1/24", "dev", "v0")
+	ns.MustRun(t, "ip", "link", "set", "v0", "up")
+	ns.MustRun(t, "ip", "link", "set", "v1", "up")
+	send := func(n int) {
+		for range n {
+			ns.MustRun(t, "bash", "-c", "echo x >/dev/udp/192.0.2.2/4789")
+		}
+	}
+	send(3)
+	tbl.Assert()
+	if got := tbl.Stats().Overlays["vxlan"]; got != 3 {
+		t.Fatalf("vxlan packets = %d, want 3", got)
+	}
+
+	// Another agent deletes the table: Run puts it back.
+	ns.MustRun(t, "nft", "delete", "table", "inet", TableName)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { tbl.Run(ctx, 20*time.Millisecond); close(done) }()
+	waitFor(t, func() bool { _, err := ns.Run("nft", "list", "table", "inet", TableName); return err == nil })
+	cancel()
+	<-done
+	compareGolden(t, "default.nft", listTable(t, ns))
+
+	// Another agent edits it: the next assert rebuilds it.
+	send(2)
+	ns.MustRun(t, "nft", "insert", "rule", "inet", TableName, ChainInput, "counter")
+	tbl.Assert()
+	compareGolden(t, "default.nft", listTable(t, ns))
+	send(1)
+	tbl.Assert()
+	s := tbl.Stats()
+	// 3 before the deletion (lost counts of a deleted table are gone), 2
+	// before the rebuild, 1 after.
+	if got := s.Overlays["vxlan"]; got != 6 {
+		t.Errorf("vxlan packets = %d, want 6 (monotonic across rebuilds)", got)
+	}
+	if s.SyncsOK < 3 || s.SyncsError != 0 || !s.Installed {
+		t.Errorf("Stats() = %+v, want >= 3 successful syncs and no error", s)
+	}
+	if _, ok := s.Overlays["geneve"]; !ok {
+		t.Errorf("Stats().Overlays lacks geneve: %v", s.Overlays)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
