@@ -1,0 +1,63 @@
+// Command dashgen renders podflow's Grafana dashboards to JSON.
+//
+//	go run ./dashboards/cmd/dashgen -out dashboards
+//
+// Each file is a self-contained dashboard: provision it with Grafana's file
+// provider or ship it in a ConfigMap for the Grafana sidecar.
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// all returns every dashboard podflow ships.
+func all() []*dashboard {
+	return []*dashboard{
+		overviewDashboard(),
+		topologyDashboard(),
+		pairDashboard(),
+		alertsDashboard(),
+		healthDashboard(),
+	}
+}
+
+// renderAll returns the file name and content of every dashboard.
+func renderAll() (map[string][]byte, error) {
+	out := map[string][]byte{}
+	for _, d := range all() {
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(d.render()); err != nil {
+			return nil, fmt.Errorf("%s: %w", d.uid, err)
+		}
+		name := d.uid + ".json"
+		if _, dup := out[name]; dup {
+			return nil, fmt.Errorf("duplicate dashboard uid %q", d.uid)
+		}
+		out[name] = buf.Bytes()
+	}
+	return out, nil
+}
+
+func main() {
+	dir := flag.String("out", "dashboards", "directory to write the dashboard JSON files to")
+	flag.Parse()
+	files, err := renderAll()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "dashgen:", err)
+		os.Exit(1)
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(*dir, name), content, 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "dashgen:", err)
+			os.Exit(1)
+		}
+	}
+}
