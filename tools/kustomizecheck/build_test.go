@@ -175,15 +175,22 @@ func subsets(s []string) [][]string {
 	return out
 }
 
+// builds caches allBuilds: every test reads the same objects.
+var builds []build
+
 // allBuilds builds every overlay with every subset of the components.
 func allBuilds(t *testing.T) []build {
 	t.Helper()
+	if builds != nil {
+		return builds
+	}
 	var out []build
 	for _, o := range overlays {
 		for _, c := range subsets(components) {
 			out = append(out, buildWith(t, o, c))
 		}
 	}
+	builds = out
 	return out
 }
 
@@ -216,4 +223,12 @@ var clusterScoped = map[string]bool{
 	"Namespace":          true,
 	"ClusterRole":        true,
 	"ClusterRoleBinding": true,
+}
+
+// decodeLoose unmarshals into a partial struct, ignoring other fields.
+func decodeLoose(t *testing.T, o object, into any) {
+	t.Helper()
+	if err := yaml.Unmarshal(o.Raw, into); err != nil {
+		t.Fatalf("%s: %v", o, err)
+	}
 }

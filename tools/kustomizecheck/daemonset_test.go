@@ -1,0 +1,339 @@
+package kustomizecheck
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+const (
+	imageRepo   = "ghcr.io/podflow/podflow"
+	metricsPort = 9810
+)
+
+// daemonSet decodes the single DaemonSet of a build and its podflow container.
+func daemonSet(t *testing.T, b build) (*appsv1.DaemonSet, *corev1.Container) {
+	t.Helper()
+	var ds appsv1.DaemonSet
+	decode(t, b.one(t, "DaemonSet"), &ds)
+	cs := ds.Spec.Template.Spec.Containers
+	if len(cs) != 1 || cs[0].Name != "podflow" {
+		t.Fatalf("%s: want one container named podflow, got %d", b.Name, len(cs))
+	}
+	return &ds, &cs[0]
+}
+
+func TestDaemonSetSecurity(t *testing.T) {
+	for _, b := range allBuilds(t) {
+		ds, c := daemonSet(t, b)
+		pod := ds.Spec.Template.Spec
+		if !pod.HostNetwork {
+			t.Errorf("%s: hostNetwork must be true", b.Name)
+		}
+		if pod.HostPID || pod.HostIPC {
+			t.Errorf("%s: hostPID and hostIPC must stay off", b.Name)
+		}
+		if pod.DNSPolicy != corev1.DNSClusterFirstWithHostNet {
+			t.Errorf("%s: dnsPolicy %q, want ClusterFirstWithHostNet", b.Name, pod.DNSPolicy)
+		}
+		if pod.PriorityClassName != "system-node-critical" {
+			t.Errorf("%s: priorityClassName %q", b.Name, pod.PriorityClassName)
+		}
+		if pod.ServiceAccountName != "podflow" {
+			t.Errorf("%s: serviceAccountName %q", b.Name, pod.ServiceAccountName)
+		}
+		if pod.SecurityContext == nil || pod.SecurityContext.SeccompProfile == nil ||
+			pod.SecurityContext.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+			t.Errorf("%s: pod seccompProfile must be RuntimeDefault", b.Name)
+		}
+		if len(pod.InitContainers) > 0 || len(pod.EphemeralContainers) > 0 {
+			t.Errorf("%s: unexpected extra containers", b.Name)
+		}
+
+		sc := c.SecurityContext
+		if sc == nil {
+			t.Fatalf("%s: container has no securityContext", b.Name)
+		}
+		if sc.Privileged != nil && *sc.Privileged {
+			t.Errorf("%s: container must not be privileged", b.Name)
+		}
+		if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+			t.Errorf("%s: allowPrivilegeEscalation must be false", b.Name)
+		}
+		if sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+			t.Errorf("%s: readOnlyRootFilesystem must be true", b.Name)
+		}
+		if sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+			t.Errorf("%s: container seccompProfile must be RuntimeDefault", b.Name)
+		}
+		if sc.Capabilities == nil {
+			t.Fatalf("%s: no capabilities", b.Name)
+		}
+		if got := caps(sc.Capabilities.Drop); !slices.Equal(got, []string{"ALL"}) {
+			t.Errorf("%s: capabilities.drop %v, want [ALL]", b.Name, got)
+		}
+		if got := caps(sc.Capabilities.Add); !slices.Equal(got, []string{"NET_ADMIN"}) {
+			t.Errorf("%s: capabilities.add %v, want exactly [NET_ADMIN]", b.Name, got)
+		}
+		// Kubernetes grants added capabilities to uid 0 only (no ambient
+		// set), so the uid is pinned rather than left to the image.
+		if sc.RunAsUser == nil || *sc.RunAsUser != 0 {
+			t.Errorf("%s: runAsUser must be 0 (see docs/security.md)", b.Name)
+		}
+		if sc.ProcMount != nil && *sc.ProcMount != corev1.DefaultProcMount {
+			t.Errorf("%s: procMount must stay Default", b.Name)
+		}
+		for _, p := range c.Ports {
+			if p.HostPort != 0 && p.HostPort != p.ContainerPort {
+				t.Errorf("%s: hostPort %d differs from containerPort %d", b.Name, p.HostPort, p.ContainerPort)
+			}
+		}
+		for _, v := range pod.Volumes {
+			if v.HostPath != nil {
+				t.Errorf("%s: hostPath volume %q: the exporter needs none", b.Name, v.Name)
+			}
+		}
+		for _, m := range c.VolumeMounts {
+			if !m.ReadOnly {
+				t.Errorf("%s: volume mount %s must be read-only", b.Name, m.MountPath)
+			}
+		}
+	}
+}
+
+func caps(cs []corev1.Capability) []string {
+	out := make([]string, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, string(c))
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestDaemonSetScheduling(t *testing.T) {
+	for _, b := range allBuilds(t) {
+		ds, _ := daemonSet(t, b)
+		us := ds.Spec.UpdateStrategy
+		if us.Type != appsv1.RollingUpdateDaemonSetStrategyType || us.RollingUpdate == nil {
+			t.Fatalf("%s: updateStrategy must be RollingUpdate with parameters", b.Name)
+		}
+		// One NFLOG group owner per node: never two pods on a node.
+		if us.RollingUpdate.MaxSurge == nil || us.RollingUpdate.MaxSurge.IntValue() != 0 ||
+			us.RollingUpdate.MaxSurge.Type != intstr.Int {
+			t.Errorf("%s: maxSurge must be 0", b.Name)
+		}
+		if us.RollingUpdate.MaxUnavailable == nil || us.RollingUpdate.MaxUnavailable.IntValue() < 1 &&
+			us.RollingUpdate.MaxUnavailable.Type == intstr.Int {
+			t.Errorf("%s: maxUnavailable must be at least 1 when maxSurge is 0", b.Name)
+		}
+		// Every node: one toleration with operator Exists and no key or
+		// effect tolerates every taint, NoExecute included.
+		everyTaint := false
+		for _, tol := range ds.Spec.Template.Spec.Tolerations {
+			if tol.Operator == corev1.TolerationOpExists && tol.Key == "" && tol.Effect == "" &&
+				tol.TolerationSeconds == nil {
+				everyTaint = true
+			}
+		}
+		if !everyTaint {
+			t.Errorf("%s: needs a toleration {operator: Exists} that tolerates every taint", b.Name)
+		}
+		for k := range ds.Spec.Template.Spec.NodeSelector {
+			if k != "kubernetes.io/os" {
+				t.Errorf("%s: nodeSelector %q would leave nodes unwatched", b.Name, k)
+			}
+		}
+		if ds.Spec.Template.Spec.Affinity != nil {
+			t.Errorf("%s: affinity would leave nodes unwatched", b.Name)
+		}
+	}
+}
+
+func TestDaemonSetProbesAndPorts(t *testing.T) {
+	for _, b := range allBuilds(t) {
+		ds, c := daemonSet(t, b)
+		var port *corev1.ContainerPort
+		for i := range c.Ports {
+			if c.Ports[i].Name == "metrics" {
+				port = &c.Ports[i]
+			}
+		}
+		if port == nil || port.ContainerPort != metricsPort || port.Protocol != corev1.ProtocolTCP {
+			t.Fatalf("%s: want container port metrics 9810/TCP, got %+v", b.Name, c.Ports)
+		}
+		wantScheme := corev1.URISchemeHTTP
+		if b.has("tls") {
+			wantScheme = corev1.URISchemeHTTPS
+		}
+		for _, p := range []struct {
+			name  string
+			probe *corev1.Probe
+			path  string
+		}{
+			{"liveness", c.LivenessProbe, "/healthz"},
+			{"readiness", c.ReadinessProbe, "/readyz"},
+		} {
+			if p.probe == nil || p.probe.HTTPGet == nil {
+				t.Errorf("%s: %s probe must be an httpGet", b.Name, p.name)
+				continue
+			}
+			g := p.probe.HTTPGet
+			if g.Path != p.path {
+				t.Errorf("%s: %s probe path %q, want %q", b.Name, p.name, g.Path, p.path)
+			}
+			if !(g.Port.Type == intstr.String && g.Port.StrVal == "metrics") &&
+				!(g.Port.Type == intstr.Int && g.Port.IntValue() == metricsPort) {
+				t.Errorf("%s: %s probe port %s, want the metrics port", b.Name, p.name, g.Port.String())
+			}
+			if g.Scheme != wantScheme {
+				t.Errorf("%s: %s probe scheme %q, want %q", b.Name, p.name, g.Scheme, wantScheme)
+			}
+		}
+
+		// The listen address must agree with the declared port.
+		if v, ok := flagValue(c.Args, "--web.listen-address"); ok && !strings.HasSuffix(v, ":9810") {
+			t.Errorf("%s: --web.listen-address=%s does not serve the metrics port", b.Name, v)
+		}
+
+		// The node name comes from the downward API.
+		var nodeEnv *corev1.EnvVar
+		for i := range c.Env {
+			if c.Env[i].Name == "NODE_NAME" {
+				nodeEnv = &c.Env[i]
+			}
+		}
+		if nodeEnv == nil || nodeEnv.ValueFrom == nil || nodeEnv.ValueFrom.FieldRef == nil ||
+			nodeEnv.ValueFrom.FieldRef.FieldPath != "spec.nodeName" {
+			t.Errorf("%s: NODE_NAME must come from fieldRef spec.nodeName", b.Name)
+		}
+		if v, ok := flagValue(c.Args, "--kube.node-name"); ok && v != "$(NODE_NAME)" {
+			t.Errorf("%s: --kube.node-name=%s, want $(NODE_NAME)", b.Name, v)
+		}
+
+		// The networks file is mounted from the ConfigMap.
+		nf, ok := flagValue(c.Args, "--networks.file")
+		if !ok {
+			t.Errorf("%s: no --networks.file", b.Name)
+		}
+		if !mountedFile(&ds.Spec.Template.Spec, c, nf, "networks.yaml", "ConfigMap") {
+			t.Errorf("%s: --networks.file=%s is not backed by the networks ConfigMap", b.Name, nf)
+		}
+		if b.has("tls") {
+			wf, ok := flagValue(c.Args, "--web.config.file")
+			if !ok || !mountedFile(&ds.Spec.Template.Spec, c, wf, "web-config.yml", "Secret") {
+				t.Errorf("%s: --web.config.file=%s is not backed by the web config Secret", b.Name, wf)
+			}
+		} else if _, ok := flagValue(c.Args, "--web.config.file"); ok {
+			t.Errorf("%s: --web.config.file without the tls component", b.Name)
+		}
+
+		r := c.Resources
+		for _, res := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+			req, okReq := r.Requests[res]
+			lim, okLim := r.Limits[res]
+			if !okReq || !okLim {
+				t.Errorf("%s: %s needs a request and a limit", b.Name, res)
+				continue
+			}
+			if req.Cmp(lim) > 0 {
+				t.Errorf("%s: %s request %s above limit %s", b.Name, res, req.String(), lim.String())
+			}
+		}
+	}
+}
+
+// mountedFile reports whether path is a file that a volume mount of c
+// projects from key of a ConfigMap or Secret (kind).
+func mountedFile(pod *corev1.PodSpec, c *corev1.Container, path, key, kind string) bool {
+	for _, m := range c.VolumeMounts {
+		prefix := strings.TrimSuffix(m.MountPath, "/") + "/"
+		if !strings.HasPrefix(path, prefix) {
+			continue
+		}
+		rel := strings.TrimPrefix(path, prefix)
+		for _, v := range pod.Volumes {
+			if v.Name != m.Name {
+				continue
+			}
+			switch {
+			case v.ConfigMap != nil && kind == "ConfigMap":
+				return itemPath(v.ConfigMap.Items, key) == rel
+			case v.Secret != nil && kind == "Secret":
+				return itemPath(v.Secret.Items, key) == rel
+			case v.Projected != nil:
+				for _, s := range v.Projected.Sources {
+					if s.ConfigMap != nil && kind == "ConfigMap" && itemPath(s.ConfigMap.Items, key) == rel {
+						return true
+					}
+					if s.Secret != nil && kind == "Secret" && itemPath(s.Secret.Items, key) == rel {
+						return true
+					}
+				}
+			}
+		}
+	}
+	return false
+}
+
+// itemPath is where a key lands in a ConfigMap or Secret volume.
+func itemPath(items []corev1.KeyToPath, key string) string {
+	if len(items) == 0 {
+		return key
+	}
+	for _, it := range items {
+		if it.Key == key {
+			return it.Path
+		}
+	}
+	return ""
+}
+
+// flagValue returns the value of the last --name=value in args.
+func flagValue(args []string, name string) (string, bool) {
+	v, ok := "", false
+	for _, a := range args {
+		if s, found := strings.CutPrefix(a, name+"="); found {
+			v, ok = s, true
+		}
+	}
+	return v, ok
+}
+
+func TestImageReference(t *testing.T) {
+	for _, b := range allBuilds(t) {
+		_, c := daemonSet(t, b)
+		repo, tag, found := strings.Cut(c.Image, ":")
+		if repo != imageRepo || !found || tag == "" || strings.Contains(tag, "latest") {
+			t.Errorf("%s: image %q, want %s:<version>", b.Name, c.Image, imageRepo)
+		}
+		if c.ImagePullPolicy != corev1.PullIfNotPresent {
+			t.Errorf("%s: imagePullPolicy %q", b.Name, c.ImagePullPolicy)
+		}
+	}
+}
+
+// TestImageOverride is what `kustomize edit set image` writes: an images
+// entry keyed by the repository name must reach the DaemonSet.
+func TestImageOverride(t *testing.T) {
+	dir := t.TempDir()
+	rel, err := filepath.Rel(dir, filepath.Join(kustomizeDir(t), "overlays", "prometheus-operator"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - " + rel +
+		"\nimages:\n  - name: " + imageRepo + "\n    newName: registry.example.com/mirror/podflow\n    newTag: v9.9.9\n"
+	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b := build{Name: "image override", Objects: runKustomize(t, dir)}
+	_, c := daemonSet(t, b)
+	if c.Image != "registry.example.com/mirror/podflow:v9.9.9" {
+		t.Errorf("image %q after an images override", c.Image)
+	}
+}
