@@ -14,3 +14,8 @@ test-unit: ## Unit tests of the root module, under -race.
 	$(GO) test -race -count=1 ./...
 
 TEST_TARGETS += test-unit
+
+.PHONY: fuzz
+fuzz: ## Run each fuzz target briefly (FUZZTIME, default 20s).
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(or $(FUZZTIME),20s) ./exporter/internal/decode
+TEST_TARGETS += fuzz
