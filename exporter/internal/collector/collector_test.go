@@ -1,0 +1,237 @@
+package collector
+
+import (
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/podflow/podflow/exporter/internal/aggregate"
+	"github.com/podflow/podflow/exporter/internal/attribute"
+	"github.com/podflow/podflow/exporter/internal/flow"
+)
+
+type fakeTable []aggregate.Series
+
+func (f fakeTable) Snapshot(dst []aggregate.Series) []aggregate.Series {
+	return append(dst[:0], f...)
+}
+
+var series = fakeTable{
+	{
+		Key: flow.Key{SrcNamespace: "shop", SrcWorkload: "frontend", SrcKind: flow.KindDeployment,
+			DstNamespace: "shop", DstWorkload: "cart", DstKind: flow.KindStatefulSet, DstPort: 8080, Proto: flow.ProtoTCP,
+			SrcPod: "frontend-1", DstPod: "cart-0", DstService: "cart"},
+		Counters: aggregate.Counters{Bytes: [2]uint64{1500, 300}, Packets: [2]uint64{10, 5}, Connections: 2},
+	},
+	{
+		Key:      flow.Key{SrcWorkload: "node-a", SrcKind: flow.KindNode, DstWorkload: "internet", DstKind: flow.KindNetwork, Proto: flow.ProtoICMPv6},
+		Counters: aggregate.Counters{Bytes: [2]uint64{104, 0}, Packets: [2]uint64{1, 0}},
+	},
+}
+
+const workloadExposition = `
+# HELP podflow_bytes_total L3 bytes between the source and the destination, by direction (original: source to destination).
+# TYPE podflow_bytes_total counter
+podflow_bytes_total{destination_kind="Network",destination_namespace="",destination_port="0",destination_workload="internet",direction="original",protocol="ICMPv6",source_kind="Node",source_namespace="",source_workload="node-a"} 104
+podflow_bytes_total{destination_kind="Network",destination_namespace="",destination_port="0",destination_workload="internet",direction="reply",protocol="ICMPv6",source_kind="Node",source_namespace="",source_workload="node-a"} 0
+podflow_bytes_total{destination_kind="StatefulSet",destination_namespace="shop",destination_port="8080",destination_workload="cart",direction="original",protocol="TCP",source_kind="Deployment",source_namespace="shop",source_workload="frontend"} 1500
+podflow_bytes_total{destination_kind="StatefulSet",destination_namespace="shop",destination_port="8080",destination_workload="cart",direction="reply",protocol="TCP",source_kind="Deployment",source_namespace="shop",source_workload="frontend"} 300
+# HELP podflow_connections_total Connections the source opened to the destination.
+# TYPE podflow_connections_total counter
+podflow_connections_total{destination_kind="Network",destination_namespace="",destination_port="0",destination_workload="internet",protocol="ICMPv6",source_kind="Node",source_namespace="",source_workload="node-a"} 0
+podflow_connections_total{destination_kind="StatefulSet",destination_namespace="shop",destination_port="8080",destination_workload="cart",protocol="TCP",source_kind="Deployment",source_namespace="shop",source_workload="frontend"} 2
+# HELP podflow_packets_total Packets between the source and the destination, by direction (original: source to destination).
+# TYPE podflow_packets_total counter
+podflow_packets_total{destination_kind="Network",destination_namespace="",destination_port="0",destination_workload="internet",direction="original",protocol="ICMPv6",source_kind="Node",source_namespace="",source_workload="node-a"} 1
+podflow_packets_total{destination_kind="Network",destination_namespace="",destination_port="0",destination_workload="internet",direction="reply",protocol="ICMPv6",source_kind="Node",source_namespace="",source_workload="node-a"} 0
+podflow_packets_total{destination_kind="StatefulSet",destination_namespace="shop",destination_port="8080",destination_workload="cart",direction="original",protocol="TCP",source_kind="Deployment",source_namespace="shop",source_workload="frontend"} 10
+podflow_packets_total{destination_kind="StatefulSet",destination_namespace="shop",destination_port="8080",destination_workload="cart",direction="reply",protocol="TCP",source_kind="Deployment",source_namespace="shop",source_workload="frontend"} 5
+`
+
+func pedantic(t *testing.T, c prometheus.Collector) *prometheus.Registry {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(c); err != nil {
+		t.Fatal(err)
+	}
+	return reg
+}
+
+func TestFlowsExposition(t *testing.T) {
+	// The table projects before counting; with labels disabled the opt-in
+	// fields of its keys are empty.
+	projected := make(fakeTable, len(series))
+	copy(projected, series)
+	projected[0].Key.SrcPod, projected[0].Key.DstPod, projected[0].Key.DstService = "", "", ""
+
+	reg := pedantic(t, NewFlows(projected, attribute.Labels{}))
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(workloadExposition)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestFlowsOptInLabels(t *testing.T) {
+	c := NewFlows(series, attribute.Labels{SourcePod: true, DestinationService: true})
+	want := `
+# HELP podflow_connections_total Connections the source opened to the destination.
+# TYPE podflow_connections_total counter
+podflow_connections_total{destination_kind="Network",destination_namespace="",destination_port="0",destination_service="",destination_workload="internet",protocol="ICMPv6",source_kind="Node",source_namespace="",source_pod="",source_workload="node-a"} 0
+podflow_connections_total{destination_kind="StatefulSet",destination_namespace="shop",destination_port="8080",destination_service="cart",destination_workload="cart",protocol="TCP",source_kind="Deployment",source_namespace="shop",source_pod="frontend-1",source_workload="frontend"} 2
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "podflow_connections_total"); err != nil {
+		t.Fatal(err)
+	}
+	// The pedantic registry checks that every metric matches its Desc.
+	if _, err := pedantic(t, c).Gather(); err != nil {
+		t.Fatal(err)
+	}
+	if n := testutil.CollectAndCount(c, "podflow_bytes_total"); n != 4 {
+		t.Errorf("%d byte series, want 4", n)
+	}
+}
+
+var sources = Sources{
+	SampleRate: 4,
+	Capture: func() CaptureStats {
+		return CaptureStats{Received: 1000, Lost: 3, Overruns: 1, Bound: true, Dropped: []Count{{"queue_full", 64}}}
+	},
+	Decode: func() []Count { return []Count{{"truncated", 2}, {"unsupported_protocol", 0}} },
+	Attribution: func() attribute.Stats {
+		return attribute.Stats{OtherNodeReports: 7, SourceMisses: 1, DestinationMisses: 2}
+	},
+	Aggregate: func() aggregate.Stats {
+		return aggregate.Stats{Series: 12, Limit: 100000, Dropped: 5, EvictedIdle: 3, EvictedDeleted: 4}
+	},
+	Nftables: func() NftablesStats {
+		return NftablesStats{SyncSuccess: 2, SyncError: 1, Overlay: []Count{{"vxlan", 9}, {"wireguard", 0}}}
+	},
+	Kubernetes: func() []ResourceStats {
+		return []ResourceStats{{"pods", true, 0}, {"services", false, 2}}
+	},
+}
+
+func TestSelfExposition(t *testing.T) {
+	want := `
+# HELP podflow_attribution_misses_total Packets whose source or destination address no source of identity knew, by side.
+# TYPE podflow_attribution_misses_total counter
+podflow_attribution_misses_total{side="destination"} 2
+podflow_attribution_misses_total{side="source"} 1
+# HELP podflow_capture_bound 1 while podflow owns the NFLOG group, else 0.
+# TYPE podflow_capture_bound gauge
+podflow_capture_bound 1
+# HELP podflow_capture_overruns_total Receive buffer overruns (ENOBUFS) on the NFLOG socket.
+# TYPE podflow_capture_overruns_total counter
+podflow_capture_overruns_total 1
+# HELP podflow_capture_packets_dropped_total Packets read but dropped before counting, by reason.
+# TYPE podflow_capture_packets_dropped_total counter
+podflow_capture_packets_dropped_total{reason="queue_full"} 64
+# HELP podflow_capture_packets_lost_total Packets the kernel logged but podflow never read (NFLOG sequence gaps).
+# TYPE podflow_capture_packets_lost_total counter
+podflow_capture_packets_lost_total 3
+# HELP podflow_capture_packets_received_total Packets read from the NFLOG group.
+# TYPE podflow_capture_packets_received_total counter
+podflow_capture_packets_received_total 1000
+# HELP podflow_capture_sample_rate The kernel logs one packet in this many; counters are scaled by it.
+# TYPE podflow_capture_sample_rate gauge
+podflow_capture_sample_rate 4
+# HELP podflow_decode_errors_total Packets that could not be decoded, by reason.
+# TYPE podflow_decode_errors_total counter
+podflow_decode_errors_total{reason="truncated"} 2
+podflow_decode_errors_total{reason="unsupported_protocol"} 0
+# HELP podflow_kubernetes_errors_total List and watch failures, by resource.
+# TYPE podflow_kubernetes_errors_total counter
+podflow_kubernetes_errors_total{resource="pods"} 0
+podflow_kubernetes_errors_total{resource="services"} 2
+# HELP podflow_kubernetes_synced 1 once the informer of the resource has synced, else 0.
+# TYPE podflow_kubernetes_synced gauge
+podflow_kubernetes_synced{resource="pods"} 1
+podflow_kubernetes_synced{resource="services"} 0
+# HELP podflow_nftables_syncs_total Installations of the nftables table, by result.
+# TYPE podflow_nftables_syncs_total counter
+podflow_nftables_syncs_total{result="error"} 1
+podflow_nftables_syncs_total{result="success"} 2
+# HELP podflow_overlay_packets_total Encapsulated packets between nodes excluded from the pair counters, by encapsulation.
+# TYPE podflow_overlay_packets_total counter
+podflow_overlay_packets_total{encapsulation="vxlan"} 9
+podflow_overlay_packets_total{encapsulation="wireguard"} 0
+# HELP podflow_packets_ignored_total Packets seen but not counted on this node, by reason.
+# TYPE podflow_packets_ignored_total counter
+podflow_packets_ignored_total{reason="other_node_reports"} 7
+# HELP podflow_series Active flow series (label sets).
+# TYPE podflow_series gauge
+podflow_series 12
+# HELP podflow_series_dropped_total Packets not counted because their new series would exceed the cap.
+# TYPE podflow_series_dropped_total counter
+podflow_series_dropped_total 5
+# HELP podflow_series_evicted_total Flow series removed, by reason (idle: no packet for the idle timeout; deleted: an endpoint went away).
+# TYPE podflow_series_evicted_total counter
+podflow_series_evicted_total{reason="deleted"} 4
+podflow_series_evicted_total{reason="idle"} 3
+# HELP podflow_series_limit The cap on flow series (--metrics.max-series; 0: no cap).
+# TYPE podflow_series_limit gauge
+podflow_series_limit 100000
+`
+	if err := testutil.GatherAndCompare(pedantic(t, newSelf(sources)), strings.NewReader(want)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSelfRegistryHasBuildInfo(t *testing.T) {
+	reg := NewSelfRegistry(Sources{})
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, mf := range mfs {
+		names[mf.GetName()] = true
+	}
+	for _, n := range []string{"podflow_build_info", "podflow_capture_sample_rate", "go_goroutines", "process_cpu_seconds_total"} {
+		if !names[n] && !(n == "process_cpu_seconds_total" && !processSupported()) {
+			t.Errorf("%s missing from the self registry", n)
+		}
+	}
+}
+
+func processSupported() bool { _, err := os.Stat("/proc/self/stat"); return err == nil }
+
+// TestEveryMetricIsDocumented fails when a metric the code exposes has no
+// entry in docs/metrics.md.
+func TestEveryMetricIsDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../../../docs/metrics.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string]bool{}
+	for _, m := range regexp.MustCompile("`((?:podflow|go|process|promhttp)_[a-z0-9_]*\\*?)`").FindAllStringSubmatch(string(doc), -1) {
+		documented[m[1]] = true
+	}
+	flows := NewFlowRegistry(NewFlows(series, attribute.Labels{SourcePod: true, DestinationPod: true, DestinationService: true}))
+	selfReg := NewSelfRegistry(sources)
+	mfs, err := prometheus.Gatherers{flows, selfReg}.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		name := mf.GetName()
+		family := name[:strings.Index(name, "_")+1] + "*"
+		if strings.HasPrefix(name, "podflow_") {
+			family = ""
+		}
+		if !documented[name] && !documented[family] {
+			t.Errorf("metric %s is not documented in docs/metrics.md", name)
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if strings.HasPrefix(name, "podflow_") && !strings.Contains(string(doc), fmt.Sprintf("`%s`", l.GetName())) {
+					t.Errorf("label %s of %s is not documented in docs/metrics.md", l.GetName(), name)
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,189 @@
+package collector
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+
+	"github.com/podflow/podflow/exporter/internal/aggregate"
+	"github.com/podflow/podflow/exporter/internal/attribute"
+)
+
+// Count is one value of a counter with one label.
+type Count struct {
+	Label string
+	Value uint64
+}
+
+// CaptureStats is what the NFLOG reader and the hand-off report.
+type CaptureStats struct {
+	Received, Lost, Overruns uint64
+	Bound                    bool
+	// Dropped counts packets dropped after reading, by reason
+	// (queue_full, ...).
+	Dropped []Count
+}
+
+// NftablesStats is what the table's installer reports.
+type NftablesStats struct {
+	SyncSuccess, SyncError uint64
+	// Overlay counts the encapsulated packets excluded from the pair
+	// counters, by encapsulation.
+	Overlay []Count
+}
+
+// ResourceStats is the state of one watched Kubernetes resource.
+type ResourceStats struct {
+	Resource string
+	Synced   bool
+	Errors   uint64
+}
+
+// Sources are the readers of every component's Stats. A nil reader
+// leaves its metrics out (for example the Kubernetes ones with static
+// identities). Every reader must be cheap and must not block: it is
+// called on each scrape.
+type Sources struct {
+	Capture     func() CaptureStats
+	Decode      func() []Count // errors by reason
+	Attribution func() attribute.Stats
+	Aggregate   func() aggregate.Stats
+	Nftables    func() NftablesStats
+	Kubernetes  func() []ResourceStats
+	// SampleRate is the 1-in-N sampling rate (--capture.sample-rate).
+	SampleRate uint32
+}
+
+type self struct {
+	src Sources
+
+	received, lost, dropped, overruns, bound, sampleRate *prometheus.Desc
+	decodeErrors, misses, ignored, overlay               *prometheus.Desc
+	series, seriesLimit, seriesDropped, seriesEvicted    *prometheus.Desc
+	nftSyncs, kubeSynced, kubeErrors                     *prometheus.Desc
+}
+
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(prometheus.BuildFQName(namespace, "", name), help, labels, nil)
+}
+
+func newSelf(src Sources) *self {
+	return &self{
+		src:           src,
+		received:      desc("capture_packets_received_total", "Packets read from the NFLOG group."),
+		lost:          desc("capture_packets_lost_total", "Packets the kernel logged but podflow never read (NFLOG sequence gaps)."),
+		dropped:       desc("capture_packets_dropped_total", "Packets read but dropped before counting, by reason.", "reason"),
+		overruns:      desc("capture_overruns_total", "Receive buffer overruns (ENOBUFS) on the NFLOG socket."),
+		bound:         desc("capture_bound", "1 while podflow owns the NFLOG group, else 0."),
+		sampleRate:    desc("capture_sample_rate", "The kernel logs one packet in this many; counters are scaled by it."),
+		decodeErrors:  desc("decode_errors_total", "Packets that could not be decoded, by reason.", "reason"),
+		misses:        desc("attribution_misses_total", "Packets whose source or destination address no source of identity knew, by side.", "side"),
+		ignored:       desc("packets_ignored_total", "Packets seen but not counted on this node, by reason.", "reason"),
+		overlay:       desc("overlay_packets_total", "Encapsulated packets between nodes excluded from the pair counters, by encapsulation.", "encapsulation"),
+		series:        desc("series", "Active flow series (label sets)."),
+		seriesLimit:   desc("series_limit", "The cap on flow series (--metrics.max-series; 0: no cap)."),
+		seriesDropped: desc("series_dropped_total", "Packets not counted because their new series would exceed the cap."),
+		seriesEvicted: desc("series_evicted_total", "Flow series removed, by reason (idle: no packet for the idle timeout; deleted: an endpoint went away).", "reason"),
+		nftSyncs:      desc("nftables_syncs_total", "Installations of the nftables table, by result.", "result"),
+		kubeSynced:    desc("kubernetes_synced", "1 once the informer of the resource has synced, else 0.", "resource"),
+		kubeErrors:    desc("kubernetes_errors_total", "List and watch failures, by resource.", "resource"),
+	}
+}
+
+func (s *self) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{
+		s.received, s.lost, s.dropped, s.overruns, s.bound, s.sampleRate,
+		s.decodeErrors, s.misses, s.ignored, s.overlay,
+		s.series, s.seriesLimit, s.seriesDropped, s.seriesEvicted,
+		s.nftSyncs, s.kubeSynced, s.kubeErrors,
+	} {
+		ch <- d
+	}
+}
+
+func counter(ch chan<- prometheus.Metric, d *prometheus.Desc, v uint64, labels ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+}
+
+func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (s *self) Collect(ch chan<- prometheus.Metric) {
+	rate := s.src.SampleRate
+	if rate == 0 {
+		rate = 1
+	}
+	gauge(ch, s.sampleRate, float64(rate))
+	if s.src.Capture != nil {
+		c := s.src.Capture()
+		counter(ch, s.received, c.Received)
+		counter(ch, s.lost, c.Lost)
+		counter(ch, s.overruns, c.Overruns)
+		gauge(ch, s.bound, b2f(c.Bound))
+		for _, d := range c.Dropped {
+			counter(ch, s.dropped, d.Value, d.Label)
+		}
+	}
+	if s.src.Decode != nil {
+		for _, d := range s.src.Decode() {
+			counter(ch, s.decodeErrors, d.Value, d.Label)
+		}
+	}
+	if s.src.Attribution != nil {
+		a := s.src.Attribution()
+		counter(ch, s.misses, a.SourceMisses, "source")
+		counter(ch, s.misses, a.DestinationMisses, "destination")
+		counter(ch, s.ignored, a.OtherNodeReports, "other_node_reports")
+	}
+	if s.src.Aggregate != nil {
+		a := s.src.Aggregate()
+		gauge(ch, s.series, float64(a.Series))
+		gauge(ch, s.seriesLimit, float64(a.Limit))
+		counter(ch, s.seriesDropped, a.Dropped)
+		counter(ch, s.seriesEvicted, a.EvictedIdle, "idle")
+		counter(ch, s.seriesEvicted, a.EvictedDeleted, "deleted")
+	}
+	if s.src.Nftables != nil {
+		n := s.src.Nftables()
+		counter(ch, s.nftSyncs, n.SyncSuccess, "success")
+		counter(ch, s.nftSyncs, n.SyncError, "error")
+		for _, o := range n.Overlay {
+			counter(ch, s.overlay, o.Value, o.Label)
+		}
+	}
+	if s.src.Kubernetes != nil {
+		for _, r := range s.src.Kubernetes() {
+			gauge(ch, s.kubeSynced, b2f(r.Synced), r.Resource)
+			counter(ch, s.kubeErrors, r.Errors, r.Resource)
+		}
+	}
+}
+
+// NewSelfRegistry returns the registry of podflow's own health: the
+// self-metrics of src, podflow_build_info, and the Go and process
+// collectors.
+func NewSelfRegistry(src Sources) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		newSelf(src),
+		versioncollector.NewCollector(namespace),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return reg
+}
+
+// NewFlowRegistry returns the registry of the flow series.
+func NewFlowRegistry(flows *Flows) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(flows)
+	return reg
+}
