@@ -1,0 +1,228 @@
+// Package pipeline wires the packet path: capture hands each record to
+// Handle, which decodes and orients it into a batch on the reader's
+// goroutine; full batches cross a bounded queue (a full queue drops the
+// batch and counts its packets); one aggregator goroutine attributes each
+// flow and adds the batch to the table under one lock.
+package pipeline
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/podflow/podflow/exporter/internal/aggregate"
+	"github.com/podflow/podflow/exporter/internal/attribute"
+	"github.com/podflow/podflow/exporter/internal/decode"
+	"github.com/podflow/podflow/exporter/internal/flow"
+	"github.com/podflow/podflow/exporter/internal/orient"
+)
+
+// BatchSize is how many packets one hand-off carries.
+const BatchSize = 64
+
+// Config sizes the hand-off and sets the housekeeping intervals.
+type Config struct {
+	// QueueSize is how many full batches may wait for the aggregator
+	// (--capture.queue-size).
+	QueueSize int
+	// SampleRate is the kernel's 1-in-N sampling rate; each packet
+	// counts SampleRate times.
+	SampleRate uint32
+	// FlushInterval bounds how long a partial batch waits before it is
+	// counted (and so how stale a scrape can be).
+	FlushInterval time.Duration
+	// EvictInterval is how often idle series are evicted.
+	EvictInterval time.Duration
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+}
+
+// DefaultQueueSize is the default of --capture.queue-size: 256 batches of
+// 64 packets, a quarter of a second at 65k packets per second.
+const DefaultQueueSize = 256
+
+type batch struct {
+	n     int
+	flows [BatchSize]flow.Flow
+}
+
+// Stats are the pipeline's own counters.
+type Stats struct {
+	// QueueFull counts packets dropped because the queue was full.
+	QueueFull uint64
+	// DecodeErrors counts undecodable packets, indexed by decode.Reason.
+	DecodeErrors []uint64
+}
+
+// Pipeline is the hand-off between capture and aggregation.
+type Pipeline struct {
+	cfg   Config
+	attr  *attribute.Attributor
+	table *aggregate.Table
+
+	queue chan *batch
+	free  chan *batch
+
+	curMu sync.Mutex // taken by Handle and by the partial-batch flush
+	cur   *batch
+	pkt   flow.Packet // Handle's scratch, guarded by curMu
+
+	queueFull  atomic.Uint64
+	decodeErrs [256]atomic.Uint64
+
+	ups []aggregate.Update // owned by Run
+}
+
+// New returns a pipeline that attributes with attr and counts into table.
+func New(cfg Config, attr *attribute.Attributor, table *aggregate.Table) *Pipeline {
+	if cfg.QueueSize <= 0 {
+		cfg.QueueSize = DefaultQueueSize
+	}
+	if cfg.SampleRate == 0 {
+		cfg.SampleRate = 1
+	}
+	if cfg.FlushInterval <= 0 {
+		cfg.FlushInterval = 200 * time.Millisecond
+	}
+	if cfg.EvictInterval <= 0 {
+		cfg.EvictInterval = 10 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	p := &Pipeline{
+		cfg:   cfg,
+		attr:  attr,
+		table: table,
+		queue: make(chan *batch, cfg.QueueSize),
+		// Every batch is in the queue, with the aggregator, being filled
+		// or here: QueueSize+2 of them never run out.
+		free: make(chan *batch, cfg.QueueSize+2),
+		ups:  make([]aggregate.Update, BatchSize),
+	}
+	for range cfg.QueueSize + 1 {
+		p.free <- new(batch)
+	}
+	p.cur = new(batch)
+	return p
+}
+
+// Handle decodes and orients one record into the current batch. It runs
+// on capture's goroutine, never blocks and allocates nothing.
+func (p *Pipeline) Handle(rec *flow.Record) {
+	p.curMu.Lock()
+	if r := decode.Decode(rec, &p.pkt); r != decode.OK {
+		p.curMu.Unlock()
+		p.decodeErrs[r].Add(1)
+		return
+	}
+	b := p.cur
+	orient.Orient(&p.pkt, &b.flows[b.n])
+	b.n++
+	if b.n == BatchSize {
+		p.cur = p.handOff(b)
+	}
+	p.curMu.Unlock()
+}
+
+// handOff queues b and returns an empty batch; with the queue full it
+// drops b's packets and returns b emptied. Called with curMu held.
+func (p *Pipeline) handOff(b *batch) *batch {
+	select {
+	case p.queue <- b:
+	default:
+		p.queueFull.Add(uint64(b.n))
+		b.n = 0
+		return b
+	}
+	select {
+	case nb := <-p.free:
+		return nb
+	default:
+		return new(batch)
+	}
+}
+
+// Run aggregates queued batches until ctx is done, then drains what is
+// queued and the partial batch, and returns. Stop capture before
+// cancelling ctx so that nothing is left behind.
+func (p *Pipeline) Run(ctx context.Context) error {
+	flush := time.NewTicker(p.cfg.FlushInterval)
+	defer flush.Stop()
+	evict := time.NewTicker(p.cfg.EvictInterval)
+	defer evict.Stop()
+	for {
+		select {
+		case b := <-p.queue:
+			p.process(b)
+		case <-flush.C:
+			p.flushPartial()
+		case <-evict.C:
+			p.table.Evict(p.cfg.Now())
+		case <-ctx.Done():
+			p.Drain()
+			return nil
+		}
+	}
+}
+
+// Drain counts every queued batch and the partial one.
+func (p *Pipeline) Drain() {
+	for {
+		select {
+		case b := <-p.queue:
+			p.process(b)
+		default:
+			p.flushPartial()
+			return
+		}
+	}
+}
+
+// flushPartial takes the batch being filled, if it holds anything, and
+// counts it.
+func (p *Pipeline) flushPartial() {
+	p.curMu.Lock()
+	b := p.cur
+	if b.n == 0 {
+		p.curMu.Unlock()
+		return
+	}
+	select {
+	case p.cur = <-p.free:
+	default:
+		p.cur = new(batch)
+	}
+	p.curMu.Unlock()
+	p.process(b)
+}
+
+// process attributes a batch, adds it to the table and recycles it.
+func (p *Pipeline) process(b *batch) {
+	n := 0
+	for i := range b.n {
+		f := &b.flows[i]
+		u := &p.ups[n]
+		if !p.attr.Attribute(f, &u.Key) {
+			continue
+		}
+		u.Dir, u.Bytes, u.NewConn = f.Dir, f.Bytes, f.NewConn
+		n++
+	}
+	p.table.AddBatch(p.cfg.Now(), p.ups[:n], p.cfg.SampleRate)
+	b.n = 0
+	select {
+	case p.free <- b:
+	default:
+	}
+}
+
+// Stats returns the pipeline's counters.
+func (p *Pipeline) Stats() Stats {
+	s := Stats{QueueFull: p.queueFull.Load(), DecodeErrors: make([]uint64, len(p.decodeErrs))}
+	for i := range p.decodeErrs {
+		s.DecodeErrors[i] = p.decodeErrs[i].Load()
+	}
+	return s
+}

@@ -1,0 +1,187 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/binary"
+	"net/netip"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/podflow/podflow/exporter/internal/aggregate"
+	"github.com/podflow/podflow/exporter/internal/attribute"
+	"github.com/podflow/podflow/exporter/internal/decode"
+	"github.com/podflow/podflow/exporter/internal/flow"
+)
+
+type resolver map[netip.Addr]flow.Endpoint
+
+func (r resolver) Lookup(a netip.Addr) (flow.Endpoint, bool) {
+	ep, ok := r[a]
+	return ep, ok
+}
+
+var (
+	client = netip.MustParseAddr("10.0.0.1")
+	server = netip.MustParseAddr("10.0.0.2")
+	ids    = resolver{
+		client: {Namespace: "a", Workload: "client", Kind: flow.KindDeployment},
+		server: {Namespace: "b", Workload: "server", Kind: flow.KindStatefulSet},
+	}
+)
+
+// udp4 builds an IPv4 UDP packet of total length l3 from src:sport to
+// dst:dport, as NFLOG would deliver its first bytes.
+func udp4(src, dst netip.Addr, sport, dport uint16, l3 int) []byte {
+	b := make([]byte, 28)
+	b[0] = 0x45
+	binary.BigEndian.PutUint16(b[2:], uint16(l3))
+	b[8] = 64
+	b[9] = 17
+	s, d := src.As4(), dst.As4()
+	copy(b[12:], s[:])
+	copy(b[16:], d[:])
+	binary.BigEndian.PutUint16(b[20:], sport)
+	binary.BigEndian.PutUint16(b[22:], dport)
+	binary.BigEndian.PutUint16(b[24:], uint16(l3-20))
+	return b
+}
+
+func newPipeline(t testing.TB, cfg Config) (*Pipeline, *aggregate.Table) {
+	t.Helper()
+	tab := aggregate.New(aggregate.Config{})
+	return New(cfg, attribute.New(ids, attribute.Config{}), tab), tab
+}
+
+func request(l3 int) *flow.Record {
+	return &flow.Record{Payload: udp4(client, server, 40000, 53, l3), Family: unix.AF_INET,
+		CT: flow.Conntrack{Present: true, Info: flow.CTNew, OrigSrc: client, OrigDst: server, OrigSrcPort: 40000, OrigDstPort: 53}}
+}
+
+func response(l3 int) *flow.Record {
+	return &flow.Record{Payload: udp4(server, client, 53, 40000, l3), Family: unix.AF_INET,
+		CT: flow.Conntrack{Present: true, Info: flow.CTEstablishedReply, OrigSrc: client, OrigDst: server, OrigSrcPort: 40000, OrigDstPort: 53}}
+}
+
+func TestCountsEveryPacketOnce(t *testing.T) {
+	p, tab := newPipeline(t, Config{SampleRate: 2, FlushInterval: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- p.Run(ctx) }()
+
+	// 150 requests of 100 bytes and 150 replies of 300: two full batches
+	// cross the queue, the rest is drained at the end.
+	for range 150 {
+		p.Handle(request(100))
+		p.Handle(response(300))
+	}
+	p.Handle(&flow.Record{Payload: []byte{0x45, 0}, Family: unix.AF_INET}) // truncated
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	snap := tab.Snapshot(nil)
+	if len(snap) != 1 {
+		t.Fatalf("%d series, want 1: %+v", len(snap), snap)
+	}
+	s := snap[0]
+	want := flow.Key{SrcNamespace: "a", SrcWorkload: "client", SrcKind: flow.KindDeployment,
+		DstNamespace: "b", DstWorkload: "server", DstKind: flow.KindStatefulSet, DstPort: 53, Proto: flow.ProtoUDP}
+	if s.Key != want {
+		t.Errorf("key = %+v, want %+v", s.Key, want)
+	}
+	// Sampling at 1 in 2: each packet counts twice.
+	if s.Packets != [2]uint64{300, 300} || s.Bytes != [2]uint64{30000, 90000} {
+		t.Errorf("packets %v bytes %v", s.Packets, s.Bytes)
+	}
+	st := p.Stats()
+	if st.DecodeErrors[decode.Truncated] != 1 || st.QueueFull != 0 {
+		t.Errorf("stats = queue_full %d truncated %d", st.QueueFull, st.DecodeErrors[decode.Truncated])
+	}
+}
+
+func TestFullQueueDropsAndCounts(t *testing.T) {
+	p, tab := newPipeline(t, Config{QueueSize: 1})
+	// No aggregator running: the first full batch fills the queue, the
+	// next two are dropped whole.
+	for range 3 * BatchSize {
+		p.Handle(request(100))
+	}
+	p.Handle(request(100)) // partial batch
+	if got := p.Stats().QueueFull; got != 2*BatchSize {
+		t.Fatalf("queue_full = %d, want %d", got, 2*BatchSize)
+	}
+	p.Drain()
+	if s := tab.Snapshot(nil); len(s) != 1 || s[0].Packets[flow.Original] != BatchSize+1 {
+		t.Fatalf("counted %+v, want %d packets", s, BatchSize+1)
+	}
+}
+
+func TestPartialBatchIsFlushed(t *testing.T) {
+	p, tab := newPipeline(t, Config{FlushInterval: 10 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = p.Run(ctx) }()
+	p.Handle(request(100))
+	deadline := time.Now().Add(10 * time.Second)
+	for tab.Len() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("a lone packet was never counted")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestIdleSeriesAreEvicted(t *testing.T) {
+	now := time.Unix(1000, 0)
+	tab := aggregate.New(aggregate.Config{IdleTimeout: time.Minute, Now: func() time.Time { return now }})
+	p := New(Config{EvictInterval: 5 * time.Millisecond, Now: func() time.Time { return now }}, attribute.New(ids, attribute.Config{}), tab)
+	p.Handle(request(100))
+	p.Drain()
+	if tab.Len() != 1 {
+		t.Fatal("not counted")
+	}
+	now = now.Add(2 * time.Minute)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = p.Run(ctx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for tab.Len() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the idle series was never evicted")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestHandleAllocatesNothing(t *testing.T) {
+	p, _ := newPipeline(t, Config{QueueSize: 4})
+	rec := request(100)
+	n := testing.AllocsPerRun(10*BatchSize, func() {
+		p.Handle(rec)
+		if len(p.queue) == cap(p.queue) {
+			p.process(<-p.queue)
+		}
+	})
+	if n != 0 {
+		t.Fatalf("Handle allocates %v times per packet", n)
+	}
+}
+
+// BenchmarkPipeline is the per-packet cost of decode, orient, hand-off,
+// attribution and aggregation.
+func BenchmarkPipeline(b *testing.B) {
+	p, _ := newPipeline(b, Config{})
+	recs := []*flow.Record{request(100), response(1500)}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		p.Handle(recs[i&1])
+		i++
+		if len(p.queue) > 0 {
+			p.process(<-p.queue)
+		}
+	}
+}
