@@ -33,3 +33,16 @@ $(ALERTMANAGER):
 
 .PHONY: tools
 tools: $(PROMTOOL) $(AMTOOL) $(PROMETHEUS) $(ALERTMANAGER) ## Build the pinned promtool, amtool, Prometheus and Alertmanager (cached by version).
+
+GOLANGCI_LINT_VERSION := v2.15.0
+GOLANGCI_LINT         := $(TOOLS_BIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
+
+$(GOLANGCI_LINT):
+	@echo ">> building golangci-lint $(GOLANGCI_LINT_VERSION) (once; cached in $(TOOLS_BIN))"
+	@mkdir -p $(TOOLS_BIN)
+	cd tools/lint && $(GO) build -o $@ github.com/golangci/golangci-lint/v2/cmd/golangci-lint
+
+.PHONY: lint
+lint: $(GOLANGCI_LINT) ## Lint the root module with the pinned golangci-lint and .golangci.yml; check go.mod is tidy.
+	$(GOLANGCI_LINT) run ./...
+	$(GO) mod tidy -diff
