@@ -18,4 +18,5 @@ TEST_TARGETS += test-unit
 .PHONY: fuzz
 fuzz: ## Run each fuzz target briefly (FUZZTIME, default 20s).
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(or $(FUZZTIME),20s) ./exporter/internal/decode
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(or $(FUZZTIME),20s) ./exporter/internal/networks
 TEST_TARGETS += fuzz
