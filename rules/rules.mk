@@ -1,0 +1,24 @@
+# Rules: generated recording and alerting rules, their promtool tests,
+# Alertmanager routes and the static checks in tools/rulescheck.
+
+RULES_DIR        := rules
+RULES_FILES      := $(RULES_DIR)/podflow-recording.rules.yaml $(RULES_DIR)/podflow-alerts.rules.yaml
+RULES_TEST_FILES := $(RULES_DIR)/tests/rendered/podflow-recording.rules.yaml $(RULES_DIR)/tests/rendered/podflow-alerts.rules.yaml
+ALERTMANAGER_YML := $(RULES_DIR)/alertmanager/alertmanager.yml
+
+.PHONY: rules
+rules: ## Regenerate the rule files from rules/config.yaml (and the test rendering from rules/tests/values.yaml).
+	$(GO) run ./rules/cmd/rulegen -config $(RULES_DIR)/config.yaml -out $(RULES_DIR)
+	$(GO) run ./rules/cmd/rulegen -config $(RULES_DIR)/tests/values.yaml -out $(RULES_DIR)/tests/rendered
+
+.PHONY: test-rules
+test-rules: $(PROMTOOL) $(AMTOOL) ## Rules: drift, promtool check/test, amtool routes, static checks of names, metrics and runbooks.
+	$(GO) test -count=1 ./rules/...
+	$(PROMTOOL) check rules $(RULES_FILES) $(RULES_TEST_FILES)
+	$(PROMTOOL) test rules $(RULES_DIR)/tests/*.test.yaml
+
+TEST_TARGETS += test-rules
+
+.PHONY: bench-rules
+bench-rules: ## Time each hourly rule group for 1k and 10k workload pairs over 35 days of synthetic data (slow; not in make test).
+	cd tools && $(GO) test -run '^$$' -bench BenchmarkHourlyGroups -benchtime 1x -timeout 60m ./rulescheck/...
