@@ -38,36 +38,36 @@ func healthDashboard() *dashboard {
 
 	d.row("Capture")
 	d.add(timeseries("Capture rate per node", "Packets per second each node read from its NFLOG group.", "pps", false,
-		rangeQ("A", sumBy("instance", rate("podflow_capture_packets_received_total")), "{{instance}}")), 12, 8)
+		rangeQ("A", sumBy("node, instance", rate("podflow_capture_packets_received_total")), "{{node}} {{instance}}")), 12, 8)
 	d.add(timeseries("Loss per node",
 		"Packets per second lost before counting: lost (sequence gaps: kernel or socket loss), overruns (ENOBUFS on the socket), dropped (hand-off queue full, by reason). Raise --nflog.read-buffer or --capture.sample-rate if this is not zero.",
 		"pps", true,
-		rangeQ("A", sumBy("instance", rate("podflow_capture_packets_lost_total")), "{{instance}} lost"),
-		rangeQ("B", sumBy("instance", rate("podflow_capture_overruns_total")), "{{instance}} overruns"),
-		rangeQ("C", sumBy("instance, reason", rate("podflow_capture_packets_dropped_total")), "{{instance}} dropped {{reason}}")), 12, 8)
+		rangeQ("A", sumBy("node, instance", rate("podflow_capture_packets_lost_total")), "{{node}} {{instance}} lost"),
+		rangeQ("B", sumBy("node, instance", rate("podflow_capture_overruns_total")), "{{node}} {{instance}} overruns"),
+		rangeQ("C", sumBy("node, instance, reason", rate("podflow_capture_packets_dropped_total")), "{{node}} {{instance}} dropped {{reason}}")), 12, 8)
 	d.add(stateTimeline("NFLOG bound", "1 while the node's exporter holds its NFLOG group; 0 while another process owns it or binding fails.", "short",
 		valueMap("0", "not bound", "red", "1", "bound", "green"),
-		rangeQ("A", m("podflow_capture_bound"), "{{instance}}")), 12, 7)
+		rangeQ("A", m("podflow_capture_bound"), "{{node}} {{instance}}")), 12, 7)
 	d.add(timeseries("Sample rate", "The 1-in-N kernel sampling rate per node (1: every packet). Counters are scaled up by N.", "short", false,
-		rangeQ("A", m("podflow_capture_sample_rate"), "{{instance}}")), 12, 7)
+		rangeQ("A", m("podflow_capture_sample_rate"), "{{node}} {{instance}}")), 12, 7)
 
 	d.row("Decoding and attribution")
 	d.add(timeseries("Decode errors", "Packets per second that could not be decoded, by node and reason (truncated, malformed, unsupported).", "pps", true,
-		rangeQ("A", sumBy("instance, reason", rate("podflow_decode_errors_total")), "{{instance}} {{reason}}")), 12, 8)
+		rangeQ("A", sumBy("node, instance, reason", rate("podflow_decode_errors_total")), "{{node}} {{instance}} {{reason}}")), 12, 8)
 	d.add(timeseries("Attribution misses", "Packets per second with an in-cluster address that no identity knew, by node and side. Persistent misses point at informers or pod/service CIDR flags.", "pps", true,
-		rangeQ("A", sumBy("instance, side", rate("podflow_attribution_misses_total")), "{{instance}} {{side}}")), 12, 8)
+		rangeQ("A", sumBy("node, instance, side", rate("podflow_attribution_misses_total")), "{{node}} {{instance}} {{side}}")), 12, 8)
 	d.add(timeseries("Packets ignored", "Packets per second deliberately not counted on this node, by reason (other_node_reports: another node reports that connection).", "pps", true,
-		rangeQ("A", sumBy("instance, reason", rate("podflow_packets_ignored_total")), "{{instance}} {{reason}}")), 12, 8)
+		rangeQ("A", sumBy("node, instance, reason", rate("podflow_packets_ignored_total")), "{{node}} {{instance}} {{reason}}")), 12, 8)
 	d.add(timeseries("Overlay packets excluded", "Encapsulated packets between nodes (VXLAN, Geneve, WireGuard, IP-in-IP, ESP) kept out of pair counters.", "pps", true,
 		rangeQ("A", sumBy("encapsulation", rate("podflow_overlay_packets_total")), "{{encapsulation}}")), 12, 8)
 
 	d.row("Series")
 	d.add(timeseries("Series against the cap", "Active flow series per node, and the --metrics.max-series cap (dashed).", "short", false,
-		rangeQ("A", m("podflow_series"), "{{instance}} series"),
-		rangeQ("B", m("podflow_series_limit"), "{{instance}} cap")), 12, 8)
+		rangeQ("A", m("podflow_series"), "{{node}} {{instance}} series"),
+		rangeQ("B", m("podflow_series_limit"), "{{node}} {{instance}} cap")), 12, 8)
 	d.add(timeseries("Series dropped and evicted", "Packets per second whose new series the cap refused (dropped), and series per second removed (evicted: idle TTL or deleted pods).", "short", true,
-		rangeQ("A", sumBy("instance", rate("podflow_series_dropped_total")), "{{instance}} dropped by the cap"),
-		rangeQ("B", sumBy("instance, reason", rate("podflow_series_evicted_total")), "{{instance}} evicted {{reason}}")), 12, 8)
+		rangeQ("A", sumBy("node, instance", rate("podflow_series_dropped_total")), "{{node}} {{instance}} dropped by the cap"),
+		rangeQ("B", sumBy("node, instance, reason", rate("podflow_series_evicted_total")), "{{node}} {{instance}} evicted {{reason}}")), 12, 8)
 	p := d.panels[len(d.panels)-2]
 	p["fieldConfig"].(M)["overrides"] = []M{{
 		"matcher":    M{"id": "byRegexp", "options": ".* cap"},
@@ -76,16 +76,16 @@ func healthDashboard() *dashboard {
 
 	d.row("Scrapes, nftables and Kubernetes")
 	d.add(timeseries("Scrape duration", "How long Prometheus took to scrape each exporter. Grows with the number of series.", "s", false,
-		rangeQ("A", metric("scrape_duration_seconds", node...), "{{instance}}")), 12, 8)
+		rangeQ("A", metric("scrape_duration_seconds", node...), "{{node}} {{instance}}")), 12, 8)
 	d.add(timeseries("Samples per scrape", "Samples each scrape returned.", "short", false,
-		rangeQ("A", metric("scrape_samples_scraped", node...), "{{instance}}")), 12, 8)
+		rangeQ("A", metric("scrape_samples_scraped", node...), "{{node}} {{instance}}")), 12, 8)
 	d.add(timeseries("nftables syncs", "Re-assertions of the podflow nftables table per node, by result. Errors mean capture may be off.", "ops", true,
-		rangeQ("A", sumBy("instance, result", rate("podflow_nftables_syncs_total")), "{{instance}} {{result}}")), 12, 8)
+		rangeQ("A", sumBy("node, instance, result", rate("podflow_nftables_syncs_total")), "{{node}} {{instance}} {{result}}")), 12, 8)
 	d.add(stateTimeline("Informer sync", "Per node and resource: synced (1) or not (0). The exporter is ready only once its informers synced.", "short",
 		valueMap("0", "not synced", "red", "1", "synced", "green"),
-		rangeQ("A", m("podflow_kubernetes_synced"), "{{instance}} {{resource}}")), 12, 8)
+		rangeQ("A", m("podflow_kubernetes_synced"), "{{node}} {{instance}} {{resource}}")), 12, 8)
 	d.add(timeseries("Kubernetes errors", "List and watch failures per second, by node and resource.", "ops", true,
-		rangeQ("A", sumBy("instance, resource", rate("podflow_kubernetes_errors_total")), "{{instance}} {{resource}}")), 12, 8)
+		rangeQ("A", sumBy("node, instance, resource", rate("podflow_kubernetes_errors_total")), "{{node}} {{instance}} {{resource}}")), 12, 8)
 	d.add(table("Versions", "podflow build per node.", "short",
 		[]M{instantQ("A", m("podflow_build_info"))}, []string{"Value", "__name__", "job"},
 		M{"instance": "Node (instance)", "version": "Version", "revision": "Revision", "goversion": "Go"}, nil), 12, 8)

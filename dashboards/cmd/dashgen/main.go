@@ -26,7 +26,8 @@ func all() []*dashboard {
 	}
 }
 
-// renderAll returns the file name and content of every dashboard.
+// renderAll returns the path (relative to dashboards/) and content of every
+// generated file: the dashboards and the promtool test of the node graph.
 func renderAll() (map[string][]byte, error) {
 	out := map[string][]byte{}
 	for _, d := range all() {
@@ -43,6 +44,7 @@ func renderAll() (map[string][]byte, error) {
 		}
 		out[name] = buf.Bytes()
 	}
+	out[nodeGraphTestFile] = renderNodeGraphTest()
 	return out, nil
 }
 
@@ -55,7 +57,12 @@ func main() {
 		os.Exit(1)
 	}
 	for name, content := range files {
-		if err := os.WriteFile(filepath.Join(*dir, name), content, 0o644); err != nil {
+		path := filepath.Join(*dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			fmt.Fprintln(os.Stderr, "dashgen:", err)
+			os.Exit(1)
+		}
+		if err := os.WriteFile(path, content, 0o644); err != nil {
 			fmt.Fprintln(os.Stderr, "dashgen:", err)
 			os.Exit(1)
 		}

@@ -17,7 +17,7 @@ func TestCommittedDashboardsAreCurrent(t *testing.T) {
 	}
 	dir := filepath.Join("..", "..")
 	for name, want := range files {
-		got, err := os.ReadFile(filepath.Join(dir, name))
+		got, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(name)))
 		if err != nil {
 			t.Errorf("%s: %v (run `make dashboards`)", name, err)
 			continue

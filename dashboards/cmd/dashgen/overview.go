@@ -8,12 +8,22 @@ func overviewDashboard() *dashboard {
 	d.vars = []M{
 		datasourceVar(),
 		clusterVar(),
-		queryVar("namespace", "Namespace", `label_values(podflow_bytes_total{cluster=~"$cluster"}, source_namespace)`, true, true),
+		queryVar("namespace", "Namespace", `label_values(workload_pair:podflow_bytes:rate5m{cluster=~"$cluster"}, source_namespace)`, true, true),
 	}
 	d.vars[2]["description"] = "Restricts the per-workload panels to workloads of these namespaces (either side of a pair)."
 
-	bytes := func(window string, m ...string) string { return rateOf("podflow_bytes_total", window, m...) }
-	conns := func(window string, m ...string) string { return rateOf("podflow_connections_total", window, m...) }
+	// Pair-level panels read the 1m-tier recording rules: a rate now, or
+	// the mean over the time range ($__range). Per-node panels need the
+	// raw counters (the rules aggregate the exporters away).
+	fromRule := func(m, window string, matchers ...string) string {
+		if window == "$__range" {
+			return pairAvg(m, matchers...)
+		}
+		return pairRate(m, matchers...)
+	}
+	bytes := func(window string, m ...string) string { return fromRule("bytes", window, m...) }
+	conns := func(window string, m ...string) string { return fromRule("connections", window, m...) }
+	raw := func(window string, m ...string) string { return rateOf("podflow_bytes_total", window, m...) }
 
 	// Headline numbers.
 	d.add(stat("Nodes reporting", "podflow exporters exposing metrics (one per node).", "short",
@@ -32,10 +42,10 @@ func overviewDashboard() *dashboard {
 
 	d.row("Endpoints")
 	d.add(timeseries("Endpoints per node",
-		"Distinct workloads each node reported as a source or destination (instance is the node's exporter). A connection is reported by the node of its initiator, so this is where the talking endpoints live.",
+		"Distinct workloads each node reported as a source or destination (the node label where the scrape configuration sets it, else the instance). A connection is reported by the node of its initiator, so this is where the talking endpoints live.",
 		"short", false,
-		rangeQ("A", fmt.Sprintf(`count by (instance) (group by (instance, namespace, workload) (%s or %s))`,
-			sideAs(bytes("5m"), "source"), sideAs(bytes("5m"), "destination")), "{{instance}}")), 12, 8)
+		rangeQ("A", fmt.Sprintf(`count by (node, instance) (group by (node, instance, namespace, workload) (%s or %s))`,
+			sideAs(raw("5m"), "source"), sideAs(raw("5m"), "destination")), "{{node}} {{instance}}")), 12, 8)
 	d.add(timeseries("Endpoints per namespace",
 		"Distinct workloads per namespace that sent or received traffic in the last 5 minutes (nodes and outside networks have no namespace and are left out).",
 		"short", false,
@@ -45,8 +55,8 @@ func overviewDashboard() *dashboard {
 	d.row("Traffic per workload and node")
 	nsSrc := re(srcNS, "$namespace")
 	nsDst := re(dstNS, "$namespace")
-	out := fmt.Sprintf("topk(10, %s)", workloadTraffic(true, "$__rate_interval"))
-	in := fmt.Sprintf("topk(10, %s)", workloadTraffic(false, "$__rate_interval"))
+	out := fmt.Sprintf("topk(10, %s)", workloadTraffic(true))
+	in := fmt.Sprintf("topk(10, %s)", workloadTraffic(false))
 	d.add(timeseries("Out: bytes sent per workload (top 10)",
 		"Bytes per second a workload sends: the original direction of connections it opens plus the reply direction of connections it accepts.",
 		"Bps", false, rangeQ("A", out, "{{namespace}}/{{workload}}")), 12, 9)
@@ -55,7 +65,7 @@ func overviewDashboard() *dashboard {
 		"Bps", false, rangeQ("A", in, "{{namespace}}/{{workload}}")), 12, 9)
 	d.add(timeseries("Traffic reported per node",
 		"Bytes per second each node's exporter counted, by direction (original: initiator to responder; reply: the way back).",
-		"Bps", true, rangeQ("A", sumBy("instance, direction", bytes("$__rate_interval")), "{{instance}} {{direction}}")), 12, 8)
+		"Bps", true, rangeQ("A", sumBy("node, instance, direction", raw("$__rate_interval")), "{{node}} {{instance}} {{direction}}")), 12, 8)
 	d.add(timeseries("Node traffic in and out",
 		"Bytes per second sent and received by the nodes themselves (kind Node: the node and its hostNetwork pods). Out is negative.",
 		"Bps", false,

@@ -27,6 +27,19 @@ func rateOf(counter, window string, matchers ...string) string {
 	return fmt.Sprintf("rate(%s[%s])", metric(counter, append([]string{cluster}, matchers...)...), window)
 }
 
+// pairRate selects the 1m-tier recording rule of a flow counter
+// (workload_pair:podflow_<m>:rate5m: bytes and packets by direction,
+// connections), the cheap source for every panel that needs no node or
+// port: pods are aggregated away and each series is one workload pair.
+func pairRate(m string, matchers ...string) string {
+	return metric("workload_pair:podflow_"+m+":rate5m", append([]string{cluster}, matchers...)...)
+}
+
+// pairAvg is the pair's mean rate over the dashboard's time range.
+func pairAvg(m string, matchers ...string) string {
+	return fmt.Sprintf("avg_over_time(%s[$__range])", pairRate(m, matchers...))
+}
+
 func sumBy(by, expr string) string { return fmt.Sprintf("sum by (%s) (%s)", by, expr) }
 
 // firingAlerts selects the firing podflow alerts.
@@ -48,29 +61,29 @@ func sideAs(expr, side string) string {
 // receives (in), counting both directions of its connections: a workload
 // sends the original direction of connections it opens and the reply
 // direction of connections it accepts.
-func workloadTraffic(out bool, window string) string {
+func workloadTraffic(out bool) string {
 	origSide, replySide := "source", "destination"
 	if !out {
 		origSide, replySide = "destination", "source"
 	}
-	orig := rateOf("podflow_bytes_total", window, `direction="original"`, re(origSide+"_namespace", "$namespace"))
-	reply := rateOf("podflow_bytes_total", window, `direction="reply"`, re(replySide+"_namespace", "$namespace"))
+	orig := pairRate("bytes", `direction="original"`, re(origSide+"_namespace", "$namespace"))
+	reply := pairRate("bytes", `direction="reply"`, re(replySide+"_namespace", "$namespace"))
 	return sumBy("namespace, workload", sideAs(orig, origSide)+" or "+sideAs(reply, replySide))
 }
 
 // ---- topology -----------------------------------------------------------
 
-// topoFilter keeps pairs with either side matching the namespace, workload
+// topoPairs keeps pairs with either side matching the namespace, workload
 // and kind variables.
-func topoPairs(counter string) string {
-	src := sumBy(pairLabels, rateOf(counter, "$__range", re(srcNS, "$namespace"), re(srcWL, "$workload"), re(srcKind, "$kind")))
-	dst := sumBy(pairLabels, rateOf(counter, "$__range", re(dstNS, "$namespace"), re(dstWL, "$workload"), re(dstKind, "$kind")))
+func topoPairs(m string) string {
+	src := sumBy(pairLabels, pairAvg(m, re(srcNS, "$namespace"), re(srcWL, "$workload"), re(srcKind, "$kind")))
+	dst := sumBy(pairLabels, pairAvg(m, re(dstNS, "$namespace"), re(dstWL, "$workload"), re(dstKind, "$kind")))
 	return "(" + src + " or " + dst + ")"
 }
 
 // topoTop is the top-N pairs by bytes per second over the time range: the
 // edges of the graph, from which the nodes derive.
-func topoTop() string { return "topk($topn, " + topoPairs("podflow_bytes_total") + ")" }
+func topoTop() string { return "topk($topn, " + topoPairs("bytes") + ")" }
 
 // endpointSide labels each pair with the node fields of one side: id
 // (namespace/workload), title (workload), subtitle (namespace, or the kind
@@ -126,6 +139,6 @@ func topoEdges() string {
 // topoEdgeConnections: connections per second of the same top-N pairs, keyed
 // by edge.
 func topoEdgeConnections() string {
-	c := topoPairs("podflow_connections_total") + " and " + topoTop()
+	c := topoPairs("connections") + " and " + topoTop()
 	return sumBy("edge", edgeFields("("+c+")"))
 }

@@ -25,8 +25,8 @@ func topologyDashboard() *dashboard {
 	d.vars = []M{
 		datasourceVar(),
 		clusterVar(),
-		queryVar("namespace", "Namespace", `label_values(podflow_bytes_total{cluster=~"$cluster"}, source_namespace)`, true, true),
-		queryVar("workload", "Workload", `label_values(podflow_bytes_total{cluster=~"$cluster", source_namespace=~"$namespace"}, source_workload)`, true, true),
+		queryVar("namespace", "Namespace", `label_values(workload_pair:podflow_bytes:rate5m{cluster=~"$cluster"}, source_namespace)`, true, true),
+		queryVar("workload", "Workload", `label_values(workload_pair:podflow_bytes:rate5m{cluster=~"$cluster", source_namespace=~"$namespace"}, source_workload)`, true, true),
 		customVar("kind", "Kind", kinds, "All", true),
 		customVar("topn", "Top edges", []string{"25", "50", "100", "200", "500"}, "100", false),
 	}
