@@ -11,7 +11,7 @@ import (
 // Load reads a networks file. Every error names the file and the line
 // of the offending entry; all errors of a file are reported together.
 func Load(path string) (*Table, error) {
-	data, err := os.ReadFile(path)
+	data, err := os.ReadFile(path) //nolint:gosec // the path is the operator's --networks.file
 	if err != nil {
 		return nil, fmt.Errorf("networks file: %w", err)
 	}
@@ -52,53 +52,59 @@ func Parse(file string, data []byte) (*Table, error) {
 		fail(root, `want a mapping with the key "networks"`)
 		return nil, errors.Join(b.errs...)
 	}
-	var nets *yaml.Node
+	seen := false
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		k, v := root.Content[i], resolve(root.Content[i+1])
 		switch {
 		case k.Value != "networks":
 			fail(k, `unknown key %q (the only key is "networks")`, k.Value)
-		case nets != nil:
+		case seen:
 			fail(k, `duplicate key "networks"`)
 		default:
-			nets = v
-		}
-	}
-	switch {
-	case nets == nil || isNull(nets):
-	case nets.Kind != yaml.MappingNode:
-		fail(nets, "networks: want a mapping from network name to a list of CIDRs")
-	default:
-		for i := 0; i+1 < len(nets.Content); i += 2 {
-			k, v := nets.Content[i], resolve(nets.Content[i+1])
-			if k.Kind != yaml.ScalarNode {
-				fail(k, "want a network name")
-				continue
-			}
-			n := b.network(k.Value, at(k))
-			switch {
-			case n < 0:
-			case isNull(v): // a network without prefixes yet
-			case v.Kind != yaml.SequenceNode:
-				fail(v, "network %q: want a list of CIDRs", k.Value)
-			default:
-				for _, item := range v.Content {
-					item = resolve(item)
-					if item.Kind != yaml.ScalarNode {
-						fail(item, "network %q: want a CIDR, not a %s", k.Value, kindName(item.Kind))
-						continue
-					}
-					p, err := parsePrefix(item.Value)
-					if err != nil {
-						fail(item, "network %q: %v", k.Value, err)
-						continue
-					}
-					b.prefix(n, p, at(item))
-				}
-			}
+			seen = true
+			parseNetworks(b, v, at, fail)
 		}
 	}
 	return b.table()
+}
+
+// parseNetworks reads the mapping under the key "networks" into b.
+func parseNetworks(b *builder, nets *yaml.Node, at func(*yaml.Node) string, fail func(*yaml.Node, string, ...any)) {
+	switch {
+	case isNull(nets):
+		return
+	case nets.Kind != yaml.MappingNode:
+		fail(nets, "networks: want a mapping from network name to a list of CIDRs")
+		return
+	}
+	for i := 0; i+1 < len(nets.Content); i += 2 {
+		k, v := nets.Content[i], resolve(nets.Content[i+1])
+		if k.Kind != yaml.ScalarNode {
+			fail(k, "want a network name")
+			continue
+		}
+		n := b.network(k.Value, at(k))
+		switch {
+		case n < 0:
+		case isNull(v): // a network without prefixes yet
+		case v.Kind != yaml.SequenceNode:
+			fail(v, "network %q: want a list of CIDRs", k.Value)
+		default:
+			for _, item := range v.Content {
+				item = resolve(item)
+				if item.Kind != yaml.ScalarNode {
+					fail(item, "network %q: want a CIDR, not a %s", k.Value, kindName(item.Kind))
+					continue
+				}
+				p, err := parsePrefix(item.Value)
+				if err != nil {
+					fail(item, "network %q: %v", k.Value, err)
+					continue
+				}
+				b.prefix(n, p, at(item))
+			}
+		}
+	}
 }
 
 // resolve follows an alias to the node it names.
