@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/promqltest"
+	"github.com/prometheus/prometheus/util/teststorage"
 )
 
 // The synthetic data every dashboard query runs over: three kinds of pairs
@@ -71,18 +72,58 @@ var evalValues = map[string]string{
 	"dst_namespace": "shop", "dst_workload": "db",
 }
 
+type evaluator struct {
+	storage *teststorage.TestStorage
+	engine  *promql.Engine
+	end     time.Time
+}
+
+func newEvaluator(t *testing.T) *evaluator {
+	return &evaluator{
+		storage: promqltest.LoadedStorage(t, evalSeries),
+		engine: promqltest.NewTestEngineWithOpts(t, promql.EngineOpts{
+			MaxSamples: 1_000_000, Timeout: time.Minute, LookbackDelta: 5 * time.Minute,
+		}),
+		end: time.Unix(0, 0).Add(120 * time.Minute).UTC(),
+	}
+}
+
+// eval runs one query as Grafana would (instant at the end, or a range
+// over the last hour at 1m steps) and fails on an error or an empty result.
+func (e *evaluator) eval(q Query, values map[string]string) error {
+	ctx := context.Background()
+	expr, missing := Expand(q.Expr, values)
+	if len(missing) > 0 {
+		return fmt.Errorf("undefined variables %v", missing)
+	}
+	var qry promql.Query
+	var err error
+	if q.Instant || q.PanelType == "variable" {
+		qry, err = e.engine.NewInstantQuery(ctx, e.storage, nil, expr, e.end)
+	} else {
+		qry, err = e.engine.NewRangeQuery(ctx, e.storage, nil, expr, e.end.Add(-time.Hour), e.end, time.Minute)
+	}
+	if err != nil {
+		return fmt.Errorf("%w\n\t%s", err, expr)
+	}
+	defer qry.Close()
+	res := qry.Exec(ctx)
+	if res.Err != nil {
+		return fmt.Errorf("%w\n\t%s", res.Err, expr)
+	}
+	if empty(res.Value) {
+		return fmt.Errorf("empty result\n\t%s", expr)
+	}
+	return nil
+}
+
 // TestQueriesEvaluate runs every panel and variable query of every
 // dashboard through the PromQL engine over the synthetic data: no
 // evaluation error (many-to-many matches, duplicate label sets, type
 // errors only show at run time) and a non-empty result.
 func TestQueriesEvaluate(t *testing.T) {
 	dashes, _ := load(t)
-	storage := promqltest.LoadedStorage(t, evalSeries)
-	engine := promqltest.NewTestEngineWithOpts(t, promql.EngineOpts{
-		MaxSamples: 1_000_000, Timeout: time.Minute, LookbackDelta: 5 * time.Minute,
-	})
-	end := time.Unix(0, 0).Add(120 * time.Minute).UTC()
-	ctx := context.Background()
+	e := newEvaluator(t)
 	for _, d := range dashes {
 		values := SampleValues(d.JSON)
 		for k, v := range evalValues {
@@ -91,31 +132,27 @@ func TestQueriesEvaluate(t *testing.T) {
 			}
 		}
 		for _, q := range Queries(d.JSON, true) {
-			name := fmt.Sprintf("%s/%s/%s", strings.TrimSuffix(d.File, ".json"), q.Panel, q.RefID)
-			t.Run(name, func(t *testing.T) {
-				expr, missing := Expand(q.Expr, values)
-				if len(missing) > 0 {
-					t.Fatalf("undefined variables %v", missing)
-				}
-				var qry promql.Query
-				var err error
-				if q.Instant || q.PanelType == "variable" {
-					qry, err = engine.NewInstantQuery(ctx, storage, nil, expr, end)
-				} else {
-					qry, err = engine.NewRangeQuery(ctx, storage, nil, expr, end.Add(-time.Hour), end, time.Minute)
-				}
-				if err != nil {
-					t.Fatalf("%v\n\t%s", err, expr)
-				}
-				defer qry.Close()
-				res := qry.Exec(ctx)
-				if res.Err != nil {
-					t.Fatalf("%v\n\t%s", res.Err, expr)
-				}
-				if empty(res.Value) {
-					t.Errorf("empty result\n\t%s", expr)
+			t.Run(fmt.Sprintf("%s/%s/%s", strings.TrimSuffix(d.File, ".json"), q.Panel, q.RefID), func(t *testing.T) {
+				if err := e.eval(q, values); err != nil {
+					t.Error(err)
 				}
 			})
+		}
+	}
+}
+
+// TestEvalCatchesBadQueries: the evaluation reports run-time errors and
+// empty results.
+func TestEvalCatchesBadQueries(t *testing.T) {
+	e := newEvaluator(t)
+	for expr, want := range map[string]string{
+		`workload_pair:podflow_bytes:rate5m{source_workload="nosuch"}`:                                "empty result",
+		`podflow_bytes_total * on (source_workload) group_left () workload_pair:podflow_bytes:rate5m`: "many-to-many",
+		`label_replace(workload_pair:podflow_bytes:rate5m, "direction", "x", "", "")`:                 "same labelset",
+	} {
+		err := e.eval(Query{Expr: expr}, nil)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: want an error with %q, got %v", expr, want, err)
 		}
 	}
 }

@@ -42,10 +42,10 @@ func overviewDashboard() *dashboard {
 
 	d.row("Endpoints")
 	d.add(timeseries("Endpoints per node",
-		"Distinct workloads each node reported as a source or destination (the node label where the scrape configuration sets it, else the instance). A connection is reported by the node of its initiator, so this is where the talking endpoints live.",
+		"Distinct workloads each node currently has flow series for, as a source or destination (the node label where the scrape configuration sets it, else the instance). A connection is reported by the node of its initiator, so this is where the talking endpoints live.",
 		"short", false,
 		rangeQ("A", fmt.Sprintf(`count by (node, instance) (group by (node, instance, namespace, workload) (%s or %s))`,
-			sideAs(raw("5m"), "source"), sideAs(raw("5m"), "destination")), "{{node}} {{instance}}")), 12, 8)
+			sideAs(metric("podflow_bytes_total", cluster), "source"), sideAs(metric("podflow_bytes_total", cluster), "destination")), "{{node}} {{instance}}")), 12, 8)
 	d.add(timeseries("Endpoints per namespace",
 		"Distinct workloads per namespace that sent or received traffic in the last 5 minutes (nodes and outside networks have no namespace and are left out).",
 		"short", false,
