@@ -98,7 +98,8 @@ func decode4(b []byte, p *flow.Packet) Reason {
 	if ihl < ipv4MinHeader {
 		return BadHeaderLength
 	}
-	total := int(binary.BigEndian.Uint16(b[2:4]))
+	total16 := binary.BigEndian.Uint16(b[2:4])
+	total := int(total16)
 	if total == 0 {
 		return Jumbo
 	}
@@ -111,7 +112,7 @@ func decode4(b []byte, p *flow.Packet) Reason {
 	p.Src = netip.AddrFrom4([4]byte(b[12:16]))
 	p.Dst = netip.AddrFrom4([4]byte(b[16:20]))
 	p.Proto = flow.Protocol(b[9])
-	p.Length = uint32(total)
+	p.Length = uint32(total16)
 	// The fragment offset is the low 13 bits; the flags above it do not
 	// matter: a first fragment (offset 0, more fragments set) is decoded.
 	if binary.BigEndian.Uint16(b[6:8])&0x1fff != 0 {
@@ -134,14 +135,15 @@ func decode6(b []byte, p *flow.Packet) Reason {
 	}
 	p.Src = netip.AddrFrom16([16]byte(b[8:24]))
 	p.Dst = netip.AddrFrom16([16]byte(b[24:40]))
-	l3 := ipv6Header + int(binary.BigEndian.Uint16(b[4:6]))
-	if l3 == ipv6Header {
+	length := ipv6Header + uint32(binary.BigEndian.Uint16(b[4:6]))
+	if length == ipv6Header {
 		var r Reason
-		if l3, r = jumboLength(b); r != OK {
+		if length, r = jumboLength(b); r != OK {
 			return r
 		}
 	}
-	p.Length = uint32(l3)
+	p.Length = length
+	l3 := int(length)
 	next := b[6]
 	off := ipv6Header
 	// Every header is at least 8 bytes long, so the walk ends within the
@@ -179,7 +181,7 @@ func decode6(b []byte, p *flow.Packet) Reason {
 
 // jumboLength returns the L3 length of an IPv6 packet whose payload length
 // is zero: 40 plus the Jumbo Payload option of its hop-by-hop header.
-func jumboLength(b []byte) (int, Reason) {
+func jumboLength(b []byte) (uint32, Reason) {
 	if b[6] != ipv6HopByHop {
 		return 0, Jumbo
 	}
@@ -201,12 +203,12 @@ func jumboLength(b []byte) (int, Reason) {
 		}
 		n := int(b[i+1])
 		if typ == optJumbo && n == 4 && i+6 <= end {
-			jumbo := uint64(binary.BigEndian.Uint32(b[i+2 : i+6]))
+			jumbo := binary.BigEndian.Uint32(b[i+2 : i+6])
 			// RFC 2675: a jumbogram is longer than 65535 bytes.
 			if jumbo <= math.MaxUint16 || jumbo > math.MaxUint32-ipv6Header {
 				return 0, BadLength
 			}
-			return ipv6Header + int(jumbo), OK
+			return ipv6Header + jumbo, OK
 		}
 		i += 2 + n
 	}

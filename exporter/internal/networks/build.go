@@ -65,24 +65,24 @@ func normalize(p netip.Prefix, orig string) (netip.Prefix, error) {
 // a Table. where says where a name or prefix was defined, for errors.
 type builder struct {
 	names  []string
-	index  map[string]int32
+	index  map[string]int
 	where  []string               // by network index
 	owners map[netip.Prefix]owner // first definition of each prefix
 	errs   []error
 }
 
 type owner struct {
-	name  int32
+	name  int
 	where string
 }
 
 func newBuilder() *builder {
-	return &builder{index: map[string]int32{}, owners: map[netip.Prefix]owner{}}
+	return &builder{index: map[string]int{}, owners: map[netip.Prefix]owner{}}
 }
 
 // network starts network name; it returns its index, or -1 after
 // recording an error.
-func (b *builder) network(name, where string) int32 {
+func (b *builder) network(name, where string) int {
 	if err := checkName(name); err != nil {
 		b.errs = append(b.errs, fmt.Errorf("%s: %w", where, err))
 		return -1
@@ -91,7 +91,7 @@ func (b *builder) network(name, where string) int32 {
 		b.errs = append(b.errs, fmt.Errorf("%s: duplicate network %q (first defined at %s)", where, name, b.where[i]))
 		return -1
 	}
-	i := int32(len(b.names))
+	i := int(len(b.names))
 	b.names = append(b.names, name)
 	b.where = append(b.where, where)
 	b.index[name] = i
@@ -100,7 +100,7 @@ func (b *builder) network(name, where string) int32 {
 
 // prefix adds p to network n. Listing a prefix twice in one network is
 // harmless; in two networks it is ambiguous and an error.
-func (b *builder) prefix(n int32, p netip.Prefix, where string) {
+func (b *builder) prefix(n int, p netip.Prefix, where string) {
 	if o, ok := b.owners[p]; ok {
 		if o.name != n {
 			b.errs = append(b.errs, fmt.Errorf("%s: %s is in network %q and in network %q (at %s)",
@@ -134,7 +134,7 @@ func (b *builder) table() (*Table, error) {
 type entry struct {
 	first, last u128
 	bits        int
-	name        int32
+	name        int
 }
 
 // flatten turns distinct prefixes of one family (max is its last
@@ -153,7 +153,7 @@ func flatten(entries []entry, max u128) []span {
 		return cmp.Compare(a.bits, b.bits)
 	})
 	var out []span
-	emit := func(start u128, name int32) {
+	emit := func(start u128, name int) {
 		if n := len(out); n > 0 && out[n-1].start == start {
 			out[n-1].name = name // a later change at the same address wins
 			return
@@ -173,7 +173,7 @@ func flatten(entries []entry, max u128) []span {
 			if top.last == max {
 				continue
 			}
-			parent := int32(-1)
+			parent := -1
 			if len(open) > 0 {
 				parent = open[len(open)-1].name
 			}
@@ -188,7 +188,7 @@ func flatten(entries []entry, max u128) []span {
 	closeBefore(u128{}, true)
 	// Merge neighbours of one network; drop a leading "no network".
 	merged := out[:0]
-	prev := int32(-1)
+	prev := -1
 	for _, s := range out {
 		if s.name != prev {
 			merged = append(merged, s)

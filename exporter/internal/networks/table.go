@@ -42,7 +42,7 @@ type Table struct {
 // into Table.names), up to the next span's start; -1 means no network.
 type span struct {
 	start u128
-	name  int32
+	name  int
 }
 
 // Classify returns the name of the most specific network that holds a,
@@ -80,7 +80,7 @@ func (t *Table) Names() []string {
 
 // lookup returns the network of the last span that starts at or before
 // x, or -1.
-func lookup(spans []span, x u128) int32 {
+func lookup(spans []span, x u128) int {
 	lo, hi := 0, len(spans) // the first span starting after x is in [lo, hi]
 	for lo < hi {
 		mid := int(uint(lo+hi) >> 1)
