@@ -45,7 +45,7 @@ func alertsDashboard() *dashboard {
 			"{{alertname}} {{source_namespace}}/{{source_workload}} → {{destination_namespace}}/{{destination_workload}}")), 24, 10)
 
 	d.add(table("Firing now", "Every firing podflow alert with its labels; the alert name links to its runbook (rules/runbooks/<alertname>.md).", "short",
-		[]M{instantQ("A", firing)}, []string{"alertstate", "Value", "job", "instance", "__name__"},
+		[]M{instantQ("A", firing)}, []string{"alertstate", "Value"},
 		M{"alertname": "Alert", "severity": "Severity", "category": "Category",
 			srcNS: "Source namespace", srcWL: "Source workload", dstNS: "Destination namespace", dstWL: "Destination workload"},
 		[]M{byName("alertname", prop("links", []M{link("Runbook for ${__value.raw}", "${runbook_base}/${__value.raw}.md")}))}), 24, 8)

@@ -88,7 +88,7 @@ func healthDashboard() *dashboard {
 		rangeQ("A", sumBy("node, instance, resource", rate("podflow_kubernetes_errors_total")), "{{node}} {{instance}} {{resource}}")), 12, 8)
 	d.add(table("Versions", "podflow build per node.", "short",
 		[]M{instantQ("A", m("podflow_build_info"))}, []string{"Value", "__name__", "job"},
-		M{"instance": "Node (instance)", "version": "Version", "revision": "Revision", "goversion": "Go"}, nil), 12, 8)
+		M{"node": "Node", "instance": "Instance", "version": "Version", "revision": "Revision", "goversion": "Go"}, nil), 12, 8)
 	return d
 }
 

@@ -109,7 +109,7 @@ func overviewDashboard() *dashboard {
 		"Alerts of the podflow rules firing now; open the Alerts dashboard for history and runbooks.",
 		"short",
 		[]M{instantQ("A", firingAlerts())},
-		[]string{"alertstate", "Value", "job", "instance"},
+		[]string{"alertstate", "Value"},
 		M{"alertname": "Alert", "severity": "Severity", "category": "Category"},
 		[]M{byName("alertname", prop("links", []M{link("Runbook", "${runbook_base}/${__value.raw}.md")}))}), 24, 8)
 	d.vars = append(d.vars, runbookVar())
