@@ -54,8 +54,8 @@ func Orient(p *flow.Packet, f *flow.Flow) {
 	if ct := &p.CT; ct.Present && ct.Info <= flow.CTRelatedReply {
 		orientAs(p, f, ct.Reply())
 		f.NewConn = ct.Info == flow.CTNew
-		if ct.OrigDst.IsValid() && ct.OrigDst.Unmap() != f.Responder.Unmap() {
-			f.Service = ct.OrigDst
+		if svc := ct.OrigDst.Unmap(); svc.IsValid() && svc != f.Responder.Unmap() {
+			f.Service = svc
 		}
 		return
 	}
