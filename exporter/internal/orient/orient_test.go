@@ -92,6 +92,17 @@ func TestOrient(t *testing.T) {
 			}),
 			flow.Flow{Initiator: client, Responder: backend, Port: 8080, Dir: flow.Original}},
 
+		{"conntrack original destination IPv4-mapped: unmapped",
+			with(pkt(flow.ProtoTCP, client, 40000, backend, 8080), func(p *flow.Packet) {
+				p.CT = ct(flow.CTEstablished, client, netip.AddrFrom16(cluster.As16()), 40000, 80)
+			}),
+			flow.Flow{Initiator: client, Responder: backend, Service: cluster, Port: 8080, Dir: flow.Original}},
+		{"conntrack original destination is the responder, IPv4-mapped: no Service",
+			with(pkt(flow.ProtoTCP, client, 40000, backend, 8080), func(p *flow.Packet) {
+				p.CT = ct(flow.CTEstablished, client, netip.AddrFrom16(backend.As16()), 40000, 8080)
+			}),
+			flow.Flow{Initiator: client, Responder: backend, Port: 8080, Dir: flow.Original}},
+
 		// TCP flags.
 		{"SYN without ACK from the higher-port side is original and new",
 			with(pkt(flow.ProtoTCP, client, 20, backend, 40000), func(p *flow.Packet) { p.TCPFlags = flow.TCPSyn }),
