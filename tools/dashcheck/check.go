@@ -17,20 +17,6 @@ var Builtin = []string{
 	"scrape_series_added",
 }
 
-// contractMetrics are the metrics of the team's contract, used only while
-// docs/metrics.md does not exist.
-var contractMetrics = []string{
-	"podflow_bytes_total", "podflow_packets_total", "podflow_connections_total",
-	"podflow_capture_packets_received_total", "podflow_capture_packets_lost_total",
-	"podflow_capture_packets_dropped_total", "podflow_capture_overruns_total",
-	"podflow_capture_bound", "podflow_capture_sample_rate", "podflow_decode_errors_total",
-	"podflow_attribution_misses_total", "podflow_packets_ignored_total",
-	"podflow_overlay_packets_total", "podflow_series", "podflow_series_limit",
-	"podflow_series_dropped_total", "podflow_series_evicted_total",
-	"podflow_nftables_syncs_total", "podflow_kubernetes_synced",
-	"podflow_kubernetes_errors_total", "podflow_build_info",
-}
-
 // Schema versions the dashboards may be written in.
 const (
 	MinSchemaVersion = 39
@@ -43,7 +29,7 @@ var (
 )
 
 // KnownMetrics returns the names a dashboard may select: the metrics
-// documented in docs/metrics.md (names in backticks), the recording rules
+// documented in docs/metrics.md (podflow_* names in backticks), the recording rules
 // of rules/ (record: in any *.yaml below it) and Builtin. root is the
 // repository root. sources names what was read.
 func KnownMetrics(root string) (known map[string]bool, sources []string, err error) {
@@ -53,20 +39,16 @@ func KnownMetrics(root string) (known map[string]bool, sources []string, err err
 	}
 	doc := filepath.Join(root, "docs", "metrics.md")
 	raw, err := os.ReadFile(doc)
-	switch {
-	case err == nil:
-		for _, m := range backtickRe.FindAllStringSubmatch(string(raw), -1) {
+	if err != nil {
+		return nil, nil, fmt.Errorf("the metrics reference: %w", err)
+	}
+	for _, m := range backtickRe.FindAllStringSubmatch(string(raw), -1) {
+		// Only metric names: label names and values sit in backticks too.
+		if strings.HasPrefix(m[1], "podflow_") {
 			known[m[1]] = true
 		}
-		sources = append(sources, "docs/metrics.md")
-	case os.IsNotExist(err):
-		for _, m := range contractMetrics {
-			known[m] = true
-		}
-		sources = append(sources, "the metric contract (docs/metrics.md absent)")
-	default:
-		return nil, nil, err
 	}
+	sources = append(sources, "docs/metrics.md")
 	err = filepath.WalkDir(filepath.Join(root, "rules"), func(path string, de os.DirEntry, err error) error {
 		if err != nil {
 			if os.IsNotExist(err) {
