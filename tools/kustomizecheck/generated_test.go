@@ -184,7 +184,7 @@ func TestDashboardConfigMaps(t *testing.T) {
 // TestAlertmanagerConfig: the converted routes keep every matcher exactly as
 // Alertmanager parses the original.
 func TestAlertmanagerConfig(t *testing.T) {
-	src := filepath.Join(repoRoot(t), "rules", "alertmanager", "alertmanager.yml")
+	src := filepath.Join(repoRoot(t), "rules", "alertmanager", "routes.yaml")
 	raw, err := os.ReadFile(src)
 	if os.IsNotExist(err) {
 		t.Skipf("%s does not exist yet", src)
@@ -211,14 +211,12 @@ func TestAlertmanagerConfig(t *testing.T) {
 			MatchType string `json:"matchType"`
 		} `yaml:"-" json:"matchers"`
 	}
-	var orig struct {
-		Route     *route `yaml:"route"`
-		Receivers []struct {
-			Name string `yaml:"name"`
-		} `yaml:"receivers"`
-	}
-	if err := yaml.Unmarshal(raw, &orig); err != nil {
+	var subtree []*route
+	if err := yaml.Unmarshal(raw, &subtree); err != nil {
 		t.Fatal(err)
+	}
+	if len(subtree) != 1 {
+		t.Fatalf("%s: want one route, got %d", src, len(subtree))
 	}
 	var conv struct {
 		Spec struct {
@@ -229,8 +227,24 @@ func TestAlertmanagerConfig(t *testing.T) {
 		} `json:"spec"`
 	}
 	decodeLoose(t, amc, &conv)
-	if len(conv.Spec.Receivers) != len(orig.Receivers) {
-		t.Errorf("%d receivers, the original has %d", len(conv.Spec.Receivers), len(orig.Receivers))
+	// Every receiver the subtree names is defined, and no other.
+	names := map[string]bool{}
+	var collect func(r *route)
+	collect = func(r *route) {
+		names[r.Receiver] = true
+		for _, c := range r.Routes {
+			collect(c)
+		}
+	}
+	collect(subtree[0])
+	for _, r := range conv.Spec.Receivers {
+		if !names[r.Name] {
+			t.Errorf("receiver %s is not used by the routes", r.Name)
+		}
+		delete(names, r.Name)
+	}
+	if len(names) > 0 {
+		t.Errorf("receivers used but not defined: %v", names)
 	}
 	var walk func(path string, o, c *route)
 	walk = func(path string, o, c *route) {
@@ -272,7 +286,66 @@ func TestAlertmanagerConfig(t *testing.T) {
 			walk(path+"/"+o.Routes[i].Receiver, o.Routes[i], c.Routes[i])
 		}
 	}
-	walk("root", orig.Route, conv.Spec.Route)
+	walk("root", subtree[0], conv.Spec.Route)
+
+	// The inhibit rules, matcher for matcher.
+	type inhibit struct {
+		SourceMatchers []string `yaml:"source_matchers"`
+		TargetMatchers []string `yaml:"target_matchers"`
+		Equal          []string `yaml:"equal"`
+	}
+	type opMatcher struct {
+		Name      string `json:"name"`
+		Value     string `json:"value"`
+		MatchType string `json:"matchType"`
+	}
+	var origInhibit []inhibit
+	ir, err := os.ReadFile(filepath.Join(filepath.Dir(src), "inhibit_rules.yaml"))
+	if err == nil {
+		if err := yaml.Unmarshal(ir, &origInhibit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var convInhibit struct {
+		Spec struct {
+			InhibitRules []struct {
+				SourceMatch []opMatcher `json:"sourceMatch"`
+				TargetMatch []opMatcher `json:"targetMatch"`
+				Equal       []string    `json:"equal"`
+			} `json:"inhibitRules"`
+		} `json:"spec"`
+	}
+	decodeLoose(t, amc, &convInhibit)
+	if len(convInhibit.Spec.InhibitRules) != len(origInhibit) {
+		t.Fatalf("%d inhibit rules, inhibit_rules.yaml has %d", len(convInhibit.Spec.InhibitRules), len(origInhibit))
+	}
+	flat := func(ss []string) string {
+		var out []string
+		for _, s := range ss {
+			ms, err := amlabels.ParseMatchers(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range ms {
+				out = append(out, m.Name+m.Type.String()+m.Value)
+			}
+		}
+		return strings.Join(sorted(out), ",")
+	}
+	flatOp := func(ms []opMatcher) string {
+		var out []string
+		for _, m := range ms {
+			out = append(out, m.Name+m.MatchType+m.Value)
+		}
+		return strings.Join(sorted(out), ",")
+	}
+	for i, o := range origInhibit {
+		c := convInhibit.Spec.InhibitRules[i]
+		if flat(o.SourceMatchers) != flatOp(c.SourceMatch) || flat(o.TargetMatchers) != flatOp(c.TargetMatch) ||
+			strings.Join(o.Equal, ",") != strings.Join(c.Equal, ",") {
+			t.Errorf("inhibit rule %d differs from inhibit_rules.yaml", i)
+		}
+	}
 }
 
 func sorted(s []string) []string {

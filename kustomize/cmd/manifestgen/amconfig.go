@@ -10,34 +10,114 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// The Alertmanager side: rules/alertmanager/ holds a complete example
-// configuration whose route tree, receivers, inhibit rules and time
-// intervals become one monitoring.coreos.com/v1alpha1 AlertmanagerConfig.
-// The operator nests its route under the global root with a
-// namespace="<its namespace>" matcher, so the tree only sees podflow's alerts.
+// The Alertmanager side: rules/alertmanager/ holds podflow's route subtree
+// (routes.yaml), its inhibit rules (inhibit_rules.yaml) and a complete
+// example configuration (alertmanager.yml) that defines the receivers. The
+// subtree, the receivers it names and the inhibit rules become one
+// monitoring.coreos.com/v1alpha1 AlertmanagerConfig. The operator nests its
+// route under the global root with a namespace="<its namespace>" matcher.
 
-// amConfigFiles are the names looked for, in order: the complete example
-// configuration that uses the route subtree.
+const (
+	amRoutesFile  = "routes.yaml"
+	amInhibitFile = "inhibit_rules.yaml"
+)
+
+// amConfigFiles are the names of the complete configuration, in order.
 var amConfigFiles = []string{"alertmanager.yml", "alertmanager.yaml"}
 
-// alertmanagerConfig returns nil when dir holds no configuration.
+// alertmanagerConfig returns nil when dir holds no route.
 func alertmanagerConfig(dir, namespace string) (amc *yaml.Node, notes []string, src string, err error) {
+	var c amConfig
+	var srcs []string
 	for _, name := range amConfigFiles {
-		p := filepath.Join(dir, name)
-		raw, err := os.ReadFile(p)
-		if os.IsNotExist(err) {
-			continue
-		}
+		ok, err := readYAML(filepath.Join(dir, name), &c)
 		if err != nil {
 			return nil, nil, "", err
 		}
-		amc, notes, err := convertAlertmanager(raw, namespace)
-		if err != nil {
-			return nil, nil, "", fmt.Errorf("%s: %w", p, err)
+		if ok {
+			srcs = append(srcs, name)
+			break
 		}
-		return amc, notes, filepath.ToSlash(p), nil
 	}
-	return nil, nil, "", nil
+	var routes []*amRoute
+	ok, err := readYAML(filepath.Join(dir, amRoutesFile), &routes)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	if ok {
+		if len(routes) != 1 {
+			return nil, nil, "", fmt.Errorf("%s: want exactly one route (the subtree), got %d", amRoutesFile, len(routes))
+		}
+		c.Route = routes[0]
+		srcs = append(srcs, amRoutesFile)
+		// Only the receivers and time intervals the subtree uses.
+		used := map[string]bool{}
+		usedTI := map[string]bool{}
+		walkRoutes(c.Route, func(r *amRoute) {
+			used[r.Receiver] = true
+			for _, ti := range append(r.MuteTimeIntervals, r.ActiveTimeIntervals...) {
+				usedTI[ti] = true
+			}
+		})
+		delete(used, "")
+		var recv []amReceiver
+		for _, r := range c.Receivers {
+			if used[r.Name] {
+				recv = append(recv, r)
+				delete(used, r.Name)
+			}
+		}
+		for _, n := range sortedKeys(used) {
+			recv = append(recv, amReceiver{Name: n})
+		}
+		c.Receivers = recv
+		var tis []amTimeInterval
+		for _, ti := range append(c.TimeIntervals, c.MuteTimeIntervals...) {
+			if usedTI[ti.Name] {
+				tis = append(tis, ti)
+			}
+		}
+		c.TimeIntervals, c.MuteTimeIntervals = tis, nil
+	}
+	var inhibit []amInhibitRule
+	ok, err = readYAML(filepath.Join(dir, amInhibitFile), &inhibit)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	if ok {
+		c.InhibitRules = inhibit
+		srcs = append(srcs, amInhibitFile)
+	}
+	if c.Route == nil {
+		return nil, nil, "", nil
+	}
+	amc, notes, err = convertAlertmanager(&c, namespace)
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("%s: %w", dir, err)
+	}
+	return amc, notes, filepath.ToSlash(dir) + "/{" + strings.Join(srcs, ",") + "}", nil
+}
+
+// readYAML decodes a file into v; a missing file is not an error.
+func readYAML(path string, v any) (bool, error) {
+	raw, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if err := yaml.Unmarshal(raw, v); err != nil {
+		return false, fmt.Errorf("%s: %w", path, err)
+	}
+	return true, nil
+}
+
+func walkRoutes(r *amRoute, f func(*amRoute)) {
+	f(r)
+	for _, c := range r.Routes {
+		walkRoutes(c, f)
+	}
 }
 
 // amConfig is the part of an Alertmanager configuration that converts.
@@ -103,11 +183,7 @@ type amTimeInterval struct {
 	} `yaml:"time_intervals"`
 }
 
-func convertAlertmanager(raw []byte, namespace string) (*yaml.Node, []string, error) {
-	var c amConfig
-	if err := yaml.Unmarshal(raw, &c); err != nil {
-		return nil, nil, err
-	}
+func convertAlertmanager(c *amConfig, namespace string) (*yaml.Node, []string, error) {
 	if c.Route == nil || c.Route.Receiver == "" {
 		return nil, nil, fmt.Errorf("no route with a receiver")
 	}

@@ -49,11 +49,11 @@ type amMatcher struct {
 }
 
 func TestConvertAlertmanager(t *testing.T) {
-	raw, err := os.ReadFile("testdata/alertmanager.yml")
-	if err != nil {
+	var c amConfig
+	if ok, err := readYAML("testdata/alertmanager.yml", &c); !ok || err != nil {
 		t.Fatal(err)
 	}
-	n, notes, err := convertAlertmanager(raw, "podflow")
+	n, notes, err := convertAlertmanager(&c, "podflow")
 	if err != nil {
 		t.Fatal(err)
 	}
