@@ -1,0 +1,244 @@
+package kube
+
+import (
+	"net/netip"
+	"unique"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/cache"
+)
+
+// The informers cache these small structs instead of API objects: a
+// transform converts each object before it is stored. objMeta carries the
+// identity the informer machinery needs (key, UID, resource version), and
+// implements metav1.Object for it.
+type objMeta struct {
+	name, namespace string
+	uid             types.UID
+	rv              string
+}
+
+func metaOf(m *metav1.ObjectMeta) objMeta {
+	return objMeta{name: m.Name, namespace: intern(m.Namespace), uid: m.UID, rv: m.ResourceVersion}
+}
+
+// intern shares the strings that repeat across many objects (namespaces,
+// node names, owner names) instead of keeping one copy per object.
+func intern(s string) string {
+	if s == "" {
+		return ""
+	}
+	return unique.Make(s).Value()
+}
+
+type podPhase uint8
+
+const (
+	phaseOther podPhase = iota
+	phasePending
+	phaseRunning
+	phaseFinished // Succeeded or Failed
+)
+
+func phaseOf(p corev1.PodPhase) podPhase {
+	switch p {
+	case corev1.PodPending:
+		return phasePending
+	case corev1.PodRunning:
+		return phaseRunning
+	case corev1.PodSucceeded, corev1.PodFailed:
+		return phaseFinished
+	}
+	return phaseOther
+}
+
+// ownerRef is an object's controlling owner: kind and name.
+type ownerRef struct {
+	kind, name string
+}
+
+func controllerOf(refs []metav1.OwnerReference) ownerRef {
+	for i := range refs {
+		if refs[i].Controller != nil && *refs[i].Controller {
+			return ownerRef{kind: intern(refs[i].Kind), name: intern(refs[i].Name)}
+		}
+	}
+	if len(refs) > 0 {
+		return ownerRef{kind: intern(refs[0].Kind), name: intern(refs[0].Name)}
+	}
+	return ownerRef{}
+}
+
+// podInfo is what podflow keeps of a pod.
+type podInfo struct {
+	objMeta
+	phase       podPhase
+	deleting    bool
+	hostNetwork bool
+	node        string
+	ips         []netip.Addr
+	owner       ownerRef
+}
+
+// ownsIPs reports whether the pod's addresses name it: pending and
+// running pods that are not terminating and not on the host network.
+func (p *podInfo) ownsIPs() bool {
+	return (p.phase == phasePending || p.phase == phaseRunning) && !p.deleting && !p.hostNetwork
+}
+
+// serviceInfo is what podflow keeps of a Service: its ClusterIPs.
+type serviceInfo struct {
+	objMeta
+	ips []netip.Addr
+}
+
+// nodeInfo is what podflow keeps of a node: its addresses and pod CIDRs.
+type nodeInfo struct {
+	objMeta
+	ips      []netip.Addr
+	podCIDRs []netip.Prefix
+}
+
+// ownerInfo is what podflow keeps of a ReplicaSet or a Job: its
+// controlling owner.
+type ownerInfo struct {
+	objMeta
+	owner ownerRef
+}
+
+func parseAddrs(dst []netip.Addr, s string) []netip.Addr {
+	a, err := netip.ParseAddr(s)
+	if err != nil || !a.IsValid() {
+		return dst
+	}
+	a = a.Unmap()
+	for _, have := range dst {
+		if have == a {
+			return dst
+		}
+	}
+	return append(dst, a)
+}
+
+func transformPod(obj any) (any, error) {
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
+		return obj, nil // already transformed, or a tombstone
+	}
+	p := &podInfo{
+		objMeta:     metaOf(&pod.ObjectMeta),
+		phase:       phaseOf(pod.Status.Phase),
+		deleting:    pod.DeletionTimestamp != nil,
+		hostNetwork: pod.Spec.HostNetwork,
+		node:        intern(pod.Spec.NodeName),
+		owner:       controllerOf(pod.OwnerReferences),
+	}
+	var ips []netip.Addr
+	for _, ip := range pod.Status.PodIPs {
+		ips = parseAddrs(ips, ip.IP)
+	}
+	if pod.Status.PodIP != "" {
+		ips = parseAddrs(ips, pod.Status.PodIP)
+	}
+	p.ips = ips
+	return p, nil
+}
+
+func transformService(obj any) (any, error) {
+	svc, ok := obj.(*corev1.Service)
+	if !ok {
+		return obj, nil
+	}
+	s := &serviceInfo{objMeta: metaOf(&svc.ObjectMeta)}
+	for _, ip := range svc.Spec.ClusterIPs {
+		s.ips = parseAddrs(s.ips, ip)
+	}
+	if svc.Spec.ClusterIP != "" {
+		s.ips = parseAddrs(s.ips, svc.Spec.ClusterIP) // "None" does not parse
+	}
+	return s, nil
+}
+
+func transformNode(obj any) (any, error) {
+	node, ok := obj.(*corev1.Node)
+	if !ok {
+		return obj, nil
+	}
+	n := &nodeInfo{objMeta: metaOf(&node.ObjectMeta)}
+	n.name = intern(n.name)
+	for _, a := range node.Status.Addresses {
+		if a.Type == corev1.NodeInternalIP || a.Type == corev1.NodeExternalIP {
+			n.ips = parseAddrs(n.ips, a.Address)
+		}
+	}
+	cidrs := node.Spec.PodCIDRs
+	if len(cidrs) == 0 && node.Spec.PodCIDR != "" {
+		cidrs = []string{node.Spec.PodCIDR}
+	}
+	for _, c := range cidrs {
+		if p, err := netip.ParsePrefix(c); err == nil {
+			n.podCIDRs = append(n.podCIDRs, p.Masked())
+		}
+	}
+	return n, nil
+}
+
+func transformOwner(obj any) (any, error) {
+	m, ok := obj.(*metav1.PartialObjectMetadata)
+	if !ok {
+		return obj, nil
+	}
+	o := &ownerInfo{objMeta: metaOf(&m.ObjectMeta), owner: controllerOf(m.OwnerReferences)}
+	o.name = intern(o.name)
+	return o, nil
+}
+
+// unwrapDeleted returns the last known state of a deleted object and its
+// cache key; tombstones carry the object the cache held.
+func unwrapDeleted(obj any) (any, string) {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		return t.Obj, t.Key
+	}
+	if t, ok := obj.(*cache.DeletedFinalStateUnknown); ok && t != nil {
+		return t.Obj, t.Key
+	}
+	key, _ := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
+	return obj, key
+}
+
+// metav1.Object, as far as the informer machinery reads it. Setters do
+// nothing: cached objects are never written.
+var _ metav1.Object = (*objMeta)(nil)
+
+func (m *objMeta) GetNamespace() string                          { return m.namespace }
+func (m *objMeta) SetNamespace(string)                           {}
+func (m *objMeta) GetName() string                               { return m.name }
+func (m *objMeta) SetName(string)                                {}
+func (m *objMeta) GetGenerateName() string                       { return "" }
+func (m *objMeta) SetGenerateName(string)                        {}
+func (m *objMeta) GetUID() types.UID                             { return m.uid }
+func (m *objMeta) SetUID(types.UID)                              {}
+func (m *objMeta) GetResourceVersion() string                    { return m.rv }
+func (m *objMeta) SetResourceVersion(string)                     {}
+func (m *objMeta) GetGeneration() int64                          { return 0 }
+func (m *objMeta) SetGeneration(int64)                           {}
+func (m *objMeta) GetSelfLink() string                           { return "" }
+func (m *objMeta) SetSelfLink(string)                            {}
+func (m *objMeta) GetCreationTimestamp() metav1.Time             { return metav1.Time{} }
+func (m *objMeta) SetCreationTimestamp(metav1.Time)              {}
+func (m *objMeta) GetDeletionTimestamp() *metav1.Time            { return nil }
+func (m *objMeta) SetDeletionTimestamp(*metav1.Time)             {}
+func (m *objMeta) GetDeletionGracePeriodSeconds() *int64         { return nil }
+func (m *objMeta) SetDeletionGracePeriodSeconds(*int64)          {}
+func (m *objMeta) GetLabels() map[string]string                  { return nil }
+func (m *objMeta) SetLabels(map[string]string)                   {}
+func (m *objMeta) GetAnnotations() map[string]string             { return nil }
+func (m *objMeta) SetAnnotations(map[string]string)              {}
+func (m *objMeta) GetFinalizers() []string                       { return nil }
+func (m *objMeta) SetFinalizers([]string)                        {}
+func (m *objMeta) GetOwnerReferences() []metav1.OwnerReference   { return nil }
+func (m *objMeta) SetOwnerReferences([]metav1.OwnerReference)    {}
+func (m *objMeta) GetManagedFields() []metav1.ManagedFieldsEntry { return nil }
+func (m *objMeta) SetManagedFields([]metav1.ManagedFieldsEntry)  {}

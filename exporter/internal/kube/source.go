@@ -1,0 +1,342 @@
+package kube
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	coreinformers "k8s.io/client-go/informers/core/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/metadata/metadatainformer"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/utils/clock"
+
+	"github.com/podflow/podflow/exporter/internal/flow"
+)
+
+// Classifier names an address outside the cluster; *networks.Table is
+// one. A nil Classifier classifies private and internet only.
+type Classifier interface {
+	Classify(netip.Addr) string
+}
+
+// Config configures a Source.
+type Config struct {
+	// PodCIDRs and ServiceCIDRs are the cluster's address ranges. An
+	// address inside them that no object names is Unknown. Without
+	// PodCIDRs, the nodes' spec.podCIDRs are used.
+	PodCIDRs, ServiceCIDRs []netip.Prefix
+	// Networks names addresses outside the cluster.
+	Networks Classifier
+	// Forget is called DeletionGrace after a pod (or Service, or node) is
+	// deleted, with the endpoint whose series must go. It is called from
+	// a timer goroutine.
+	Forget        func(flow.Endpoint)
+	DeletionGrace time.Duration
+	// PodLabels is true when series carry pod names (--metrics.labels
+	// source_pod or destination_pod): deleted pods are then forgotten one
+	// by one, and their workload once none of its pods lives.
+	PodLabels bool
+	// Clock defaults to the real clock.
+	Clock  clock.WithDelayedExecution
+	Logger *slog.Logger
+}
+
+// The resources podflow watches, in the order of Stats and of the
+// resource label values.
+const (
+	ResPods = iota
+	ResServices
+	ResNodes
+	ResReplicaSets
+	ResJobs
+	numResources
+)
+
+var resourceNames = [numResources]string{"pods", "services", "nodes", "replicasets", "jobs"}
+
+// Resources lists the resource label values in Stats order.
+func Resources() []string { return resourceNames[:] }
+
+// ResourceStats is the health of one informer.
+type ResourceStats struct {
+	Resource string
+	Synced   bool
+	// Errors counts failed lists and watches.
+	Errors uint64
+}
+
+// Stats is the health of every informer, in Resources order.
+type Stats struct {
+	Resources [numResources]ResourceStats
+}
+
+var (
+	gvrReplicaSets = schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "replicasets"}
+	gvrJobs        = schema.GroupVersionResource{Group: "batch", Version: "v1", Resource: "jobs"}
+)
+
+// Source names addresses from the Kubernetes API.
+type Source struct {
+	cfg    Config
+	logger *slog.Logger
+	clk    clock.WithDelayedExecution
+
+	informers [numResources]cache.SharedIndexInformer
+	errors    [numResources]atomic.Uint64
+	synced    atomic.Bool
+	stopped   atomic.Bool
+
+	mu sync.RWMutex
+	ix index
+}
+
+// NewWithClients builds a Source over the given clients. Nothing is
+// listed until Run.
+func NewWithClients(cfg Config, core kubernetes.Interface, meta metadata.Interface) (*Source, error) {
+	if core == nil || meta == nil {
+		return nil, errors.New("kube: nil client")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.RealClock{}
+	}
+	s := &Source{cfg: cfg, logger: cfg.Logger, clk: cfg.Clock, ix: newIndex(cfg.PodCIDRs, cfg.ServiceCIDRs)}
+
+	// Resync 0: the index is updated by events only. No indexers: the
+	// index above is the only lookup structure.
+	s.informers[ResPods] = coreinformers.NewPodInformer(core, metav1.NamespaceAll, 0, cache.Indexers{})
+	s.informers[ResServices] = coreinformers.NewServiceInformer(core, metav1.NamespaceAll, 0, cache.Indexers{})
+	s.informers[ResNodes] = coreinformers.NewNodeInformer(core, 0, cache.Indexers{})
+	s.informers[ResReplicaSets] = metadatainformer.NewFilteredMetadataInformer(meta, gvrReplicaSets, metav1.NamespaceAll, 0, cache.Indexers{}, nil).Informer()
+	s.informers[ResJobs] = metadatainformer.NewFilteredMetadataInformer(meta, gvrJobs, metav1.NamespaceAll, 0, cache.Indexers{}, nil).Informer()
+
+	transforms := [numResources]cache.TransformFunc{transformPod, transformService, transformNode, transformOwner, transformOwner}
+	handlers := [numResources]cache.ResourceEventHandlerFuncs{
+		{AddFunc: s.onPod, UpdateFunc: func(_, o any) { s.onPod(o) }, DeleteFunc: s.onPodDelete},
+		{AddFunc: s.onService, UpdateFunc: func(_, o any) { s.onService(o) }, DeleteFunc: s.onServiceDelete},
+		{AddFunc: s.onNode, UpdateFunc: func(_, o any) { s.onNode(o) }, DeleteFunc: s.onNodeDelete},
+		s.ownerHandlers(func(ix *index) map[nsName]ownerRef { return ix.rsOwner }),
+		s.ownerHandlers(func(ix *index) map[nsName]ownerRef { return ix.jobOwner }),
+	}
+	for r, inf := range s.informers {
+		if err := inf.SetTransform(transforms[r]); err != nil {
+			return nil, err
+		}
+		res := resourceNames[r]
+		if err := inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, refl *cache.Reflector, err error) {
+			s.errors[r].Add(1)
+			s.logger.Warn("Kubernetes list/watch failed; answering from the last known state", "resource", res, "err", err)
+			cache.DefaultWatchErrorHandler(ctx, refl, err)
+		}); err != nil {
+			return nil, err
+		}
+		if _, err := inf.AddEventHandler(handlers[r]); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// Run lists and watches until ctx is done. It logs once every informer
+// has synced; Synced reports it.
+func (s *Source) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, inf := range s.informers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			inf.RunWithContext(ctx)
+		}()
+	}
+	start := time.Now()
+	syncs := make([]cache.InformerSynced, 0, numResources)
+	for _, inf := range s.informers {
+		syncs = append(syncs, inf.HasSynced)
+	}
+	if cache.WaitForCacheSync(ctx.Done(), syncs...) {
+		s.synced.Store(true)
+		s.mu.RLock()
+		pods, addrs := len(s.ix.pods), len(s.ix.addrs)
+		s.mu.RUnlock()
+		s.logger.Info("Kubernetes caches synced", "pods", pods, "addresses", addrs, "duration", time.Since(start).Round(time.Millisecond))
+	}
+	<-ctx.Done()
+	s.stopped.Store(true)
+	wg.Wait()
+	return nil
+}
+
+// Synced reports whether every informer has listed once. Later list or
+// watch failures do not clear it: the last known state keeps answering.
+func (s *Source) Synced() bool {
+	return s.synced.Load()
+}
+
+// Stats returns the informers' health.
+func (s *Source) Stats() Stats {
+	var st Stats
+	for r := range numResources {
+		st.Resources[r] = ResourceStats{
+			Resource: resourceNames[r],
+			Synced:   s.informers[r].HasSynced(),
+			Errors:   s.errors[r].Load(),
+		}
+	}
+	return st
+}
+
+// Lookup returns the endpoint an address names. It reports false for an
+// address inside the cluster's CIDRs that no object names (kind Unknown);
+// an address outside them is a network. It does not allocate.
+func (s *Source) Lookup(a netip.Addr) (flow.Endpoint, bool) {
+	a = a.Unmap()
+	s.mu.RLock()
+	ep, ok := s.ix.addrs[a]
+	cidrs := s.ix.inCluster
+	s.mu.RUnlock()
+	if ok {
+		return ep, true
+	}
+	for _, p := range cidrs {
+		if p.Contains(a) {
+			return flow.Endpoint{Kind: flow.KindUnknown}, false
+		}
+	}
+	return flow.Endpoint{Kind: flow.KindNetwork, Workload: s.classify(a)}, true
+}
+
+func (s *Source) classify(a netip.Addr) string {
+	if s.cfg.Networks != nil {
+		return s.cfg.Networks.Classify(a)
+	}
+	return classifyDefault(a)
+}
+
+var privatePrefixes = []netip.Prefix{
+	netip.MustParsePrefix("10.0.0.0/8"),
+	netip.MustParsePrefix("172.16.0.0/12"),
+	netip.MustParsePrefix("192.168.0.0/16"),
+	netip.MustParsePrefix("100.64.0.0/10"),
+	netip.MustParsePrefix("fc00::/7"),
+}
+
+// classifyDefault is the classification without a networks file.
+func classifyDefault(a netip.Addr) string {
+	for _, p := range privatePrefixes {
+		if p.Contains(a) {
+			return "private"
+		}
+	}
+	return "internet"
+}
+
+func (s *Source) onPod(obj any) {
+	p, ok := obj.(*podInfo)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	s.ix.setPod(p)
+	s.mu.Unlock()
+}
+
+func (s *Source) onPodDelete(obj any) {
+	obj, key := unwrapDeleted(obj)
+	k, uid := keyToNsName(key), ""
+	if p, ok := obj.(*podInfo); ok {
+		k, uid = nsName{p.namespace, p.name}, string(p.uid)
+	}
+	s.mu.Lock()
+	st := s.ix.deletePod(k, uid)
+	s.mu.Unlock()
+	if st != nil {
+		s.schedulePodForget(st)
+	}
+}
+
+func (s *Source) onService(obj any) {
+	if svc, ok := obj.(*serviceInfo); ok {
+		s.mu.Lock()
+		s.ix.setService(svc)
+		s.mu.Unlock()
+	}
+}
+
+func (s *Source) onServiceDelete(obj any) {
+	obj, key := unwrapDeleted(obj)
+	k := keyToNsName(key)
+	if svc, ok := obj.(*serviceInfo); ok {
+		k = nsName{svc.namespace, svc.name}
+	}
+	s.mu.Lock()
+	svc := s.ix.deleteService(k)
+	s.mu.Unlock()
+	if svc != nil {
+		s.scheduleForget(func(ix *index) bool { _, ok := ix.services[k]; return !ok },
+			flow.Endpoint{Namespace: svc.namespace, Workload: svc.name, Kind: flow.KindService})
+	}
+}
+
+func (s *Source) onNode(obj any) {
+	if n, ok := obj.(*nodeInfo); ok {
+		s.mu.Lock()
+		s.ix.setNode(n)
+		s.mu.Unlock()
+	}
+}
+
+func (s *Source) onNodeDelete(obj any) {
+	obj, key := unwrapDeleted(obj)
+	name := key
+	if n, ok := obj.(*nodeInfo); ok {
+		name = n.name
+	}
+	s.mu.Lock()
+	n := s.ix.deleteNode(name)
+	s.mu.Unlock()
+	if n != nil {
+		s.scheduleForget(func(ix *index) bool { _, ok := ix.nodes[name]; return !ok }, nodeEndpoint(n.name))
+	}
+}
+
+func (s *Source) ownerHandlers(table func(*index) map[nsName]ownerRef) cache.ResourceEventHandlerFuncs {
+	set := func(obj any) {
+		if o, ok := obj.(*ownerInfo); ok {
+			s.mu.Lock()
+			s.ix.setOwner(table(&s.ix), o)
+			s.mu.Unlock()
+		}
+	}
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc:    set,
+		UpdateFunc: func(_, o any) { set(o) },
+		DeleteFunc: func(obj any) {
+			obj, key := unwrapDeleted(obj)
+			k := keyToNsName(key)
+			if o, ok := obj.(*ownerInfo); ok {
+				k = nsName{o.namespace, o.name}
+			}
+			s.mu.Lock()
+			s.ix.deleteOwner(table(&s.ix), k)
+			s.mu.Unlock()
+		},
+	}
+}
+
+func keyToNsName(key string) nsName {
+	ns, name, err := cache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		return nsName{}
+	}
+	return nsName{ns, name}
+}
