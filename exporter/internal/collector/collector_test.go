@@ -4,11 +4,14 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"sort"
 	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
 
 	"github.com/podflow/podflow/exporter/internal/aggregate"
 	"github.com/podflow/podflow/exporter/internal/attribute"
@@ -213,7 +216,8 @@ func TestEveryMetricIsDocumented(t *testing.T) {
 	}
 	flows := NewFlowRegistry(NewFlows(series, attribute.Labels{SourcePod: true, DestinationPod: true, DestinationService: true}))
 	selfReg := NewSelfRegistry(sources)
-	mfs, err := prometheus.Gatherers{flows, selfReg}.Gather()
+	mfs, err := Gatherers{Flows: NewFlows(series, attribute.Labels{SourcePod: true, DestinationPod: true, DestinationService: true}), Self: selfReg}.Gather()
+	_ = flows
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,4 +238,45 @@ func TestEveryMetricIsDocumented(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestGatherMatchesRegistry checks the fast path against the registry's
+// checked and sorted output, and that Gatherers serves both registries.
+func TestGatherMatchesRegistry(t *testing.T) {
+	for _, labels := range []attribute.Labels{{}, {SourcePod: true, DestinationPod: true, DestinationService: true}} {
+		flows := NewFlows(series, labels)
+		want, err := NewFlowRegistry(flows).Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := flows.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a, b := exposition(t, want), exposition(t, got); a != b {
+			t.Errorf("labels %+v: fast path\n%s\nregistry\n%s", labels, b, a)
+		}
+		both, err := Gatherers{Flows: flows, Self: NewSelfRegistry(sources)}.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if text := exposition(t, both); !strings.Contains(text, "podflow_series_limit 100000") || !strings.Contains(text, "podflow_connections_total{") {
+			t.Error("Gatherers lost a registry")
+		}
+	}
+}
+
+// exposition renders families as sorted text lines.
+func exposition(t *testing.T, mfs []*dto.MetricFamily) string {
+	t.Helper()
+	var lines []string
+	for _, mf := range mfs {
+		var b strings.Builder
+		if _, err := expfmt.MetricFamilyToText(&b, mf); err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, strings.Split(strings.TrimSpace(b.String()), "\n")...)
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
 }

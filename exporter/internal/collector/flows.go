@@ -4,10 +4,12 @@
 package collector
 
 import (
+	"slices"
 	"strconv"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/podflow/podflow/exporter/internal/aggregate"
 	"github.com/podflow/podflow/exporter/internal/attribute"
@@ -28,6 +30,12 @@ var pairLabels = []string{
 	"destination_port", "protocol",
 }
 
+const (
+	helpBytes       = "L3 bytes between the source and the destination, by direction (original: source to destination)."
+	helpPackets     = "Packets between the source and the destination, by direction (original: source to destination)."
+	helpConnections = "Connections the source opened to the destination."
+)
+
 // Flows is the collector of the flow series. Collect copies the table
 // under the table's short lock and emits with no lock held.
 type Flows struct {
@@ -46,14 +54,11 @@ func NewFlows(src Snapshotter, labels attribute.Labels) *Flows {
 	directed := append(append(append([]string{}, pairLabels...), "direction"), opt...)
 	undirected := append(append([]string{}, pairLabels...), opt...)
 	return &Flows{
-		src:    src,
-		labels: labels,
-		bytes: prometheus.NewDesc(prometheus.BuildFQName(namespace, "", "bytes_total"),
-			"L3 bytes between the source and the destination, by direction (original: source to destination).", directed, nil),
-		packets: prometheus.NewDesc(prometheus.BuildFQName(namespace, "", "packets_total"),
-			"Packets between the source and the destination, by direction (original: source to destination).", directed, nil),
-		connections: prometheus.NewDesc(prometheus.BuildFQName(namespace, "", "connections_total"),
-			"Connections the source opened to the destination.", undirected, nil),
+		src:         src,
+		labels:      labels,
+		bytes:       prometheus.NewDesc(prometheus.BuildFQName(namespace, "", "bytes_total"), helpBytes, directed, nil),
+		packets:     prometheus.NewDesc(prometheus.BuildFQName(namespace, "", "packets_total"), helpPackets, directed, nil),
+		connections: prometheus.NewDesc(prometheus.BuildFQName(namespace, "", "connections_total"), helpConnections, undirected, nil),
 	}
 }
 
@@ -66,6 +71,23 @@ func (c *Flows) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect emits every series of the snapshot.
 func (c *Flows) Collect(ch chan<- prometheus.Metric) {
+	descs := [...]*prometheus.Desc{famBytes: c.bytes, famPackets: c.packets, famConnections: c.connections}
+	c.each(func(fam int, labels []*dto.LabelPair, v float64) {
+		ch <- &counterMetric{descs[fam], labels, v}
+	})
+}
+
+// The three flow families, in the order each emits.
+const (
+	famBytes = iota
+	famPackets
+	famConnections
+	numFamilies
+)
+
+// each calls emit for every sample of the snapshot, with sorted label
+// pairs that emit may keep.
+func (c *Flows) each(emit func(fam int, labels []*dto.LabelPair, v float64)) {
 	bp, _ := c.bufs.Get().(*[]aggregate.Series)
 	if bp == nil {
 		bp = new([]aggregate.Series)
@@ -73,46 +95,128 @@ func (c *Flows) Collect(ch chan<- prometheus.Metric) {
 	*bp = c.src.Snapshot(*bp)
 	defer c.bufs.Put(bp)
 
-	nOpt := len(c.labels.Names())
-	// values holds the directed label values; the undirected ones are the
-	// same without "direction".
-	values := make([]string, len(pairLabels)+1+nOpt)
-	undirected := make([]string, len(pairLabels)+nOpt)
+	// Label pairs are interned for the scrape: a label value such as a
+	// namespace is shared by many series, and each series needs three
+	// sorted label lists (two directions, and connections).
+	in := newInterner()
+	names := c.sortedNames()
+	n := len(names) // directed labels; connections have one fewer
+	dirAt := slices.Index(names, "direction")
+	values := make(map[string]string, n)
 	for i := range *bp {
 		s := &(*bp)[i]
 		k := &s.Key
-		values[0] = k.SrcNamespace
-		values[1] = k.SrcWorkload
-		values[2] = k.SrcKind.String()
-		values[3] = k.DstNamespace
-		values[4] = k.DstWorkload
-		values[5] = k.DstKind.String()
-		values[6] = portString(k.DstPort)
-		values[7] = k.Proto.String()
-		o := len(pairLabels) + 1
-		if c.labels.SourcePod {
-			values[o] = k.SrcPod
-			o++
-		}
-		if c.labels.DestinationPod {
-			values[o] = k.DstPod
-			o++
-		}
-		if c.labels.DestinationService {
-			values[o] = k.DstService
-		}
-		copy(undirected, values[:len(pairLabels)])
-		copy(undirected[len(pairLabels):], values[len(pairLabels)+1:])
+		values["source_namespace"] = k.SrcNamespace
+		values["source_workload"] = k.SrcWorkload
+		values["source_kind"] = k.SrcKind.String()
+		values["destination_namespace"] = k.DstNamespace
+		values["destination_workload"] = k.DstWorkload
+		values["destination_kind"] = k.DstKind.String()
+		values["destination_port"] = portString(k.DstPort)
+		values["protocol"] = k.Proto.String()
+		values["source_pod"] = k.SrcPod
+		values["destination_pod"] = k.DstPod
+		values["destination_service"] = k.DstService
 
-		for _, d := range [...]flow.Direction{flow.Original, flow.Reply} {
-			values[len(pairLabels)] = d.String()
-			ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.CounterValue, float64(s.Bytes[d]), values...)
-			ch <- prometheus.MustNewConstMetric(c.packets, prometheus.CounterValue, float64(s.Packets[d]), values...)
+		// One allocation for the three lists of this series.
+		all := make([]*dto.LabelPair, 3*n-1)
+		orig, reply, conns := all[:n:n], all[n:2*n:2*n], all[2*n:]
+		j := 0
+		for i, name := range names {
+			if i == dirAt {
+				orig[i] = in.pair("direction", "original")
+				reply[i] = in.pair("direction", "reply")
+				continue
+			}
+			lp := in.pair(name, values[name])
+			orig[i], reply[i], conns[j] = lp, lp, lp
+			j++
 		}
-		ch <- prometheus.MustNewConstMetric(c.connections, prometheus.CounterValue, float64(s.Connections), undirected...)
+		emit(famBytes, orig, float64(s.Bytes[flow.Original]))
+		emit(famBytes, reply, float64(s.Bytes[flow.Reply]))
+		emit(famPackets, orig, float64(s.Packets[flow.Original]))
+		emit(famPackets, reply, float64(s.Packets[flow.Reply]))
+		emit(famConnections, conns, float64(s.Connections))
 	}
 	// Drop references to label strings the table may have forgotten.
 	clear(*bp)
+}
+
+// Gather returns the flow families directly, skipping the registry's
+// per-sample consistency checks and sort: the table's keys are unique by
+// construction, and the exposition format does not need an order. At
+// 100k series this halves the cost of a scrape (BenchmarkScrape).
+func (c *Flows) Gather() ([]*dto.MetricFamily, error) {
+	fams := make([]*dto.MetricFamily, numFamilies)
+	for i, d := range []struct{ name, help string }{
+		famBytes:       {"podflow_bytes_total", helpBytes},
+		famPackets:     {"podflow_packets_total", helpPackets},
+		famConnections: {"podflow_connections_total", helpConnections},
+	} {
+		fams[i] = &dto.MetricFamily{Name: &d.name, Help: &d.help, Type: dto.MetricType_COUNTER.Enum()}
+	}
+	// Samples and their values come from slabs, a few allocations per
+	// thousand samples rather than two per sample.
+	var metrics []dto.Metric
+	var counters []dto.Counter
+	var vals []float64
+	c.each(func(fam int, labels []*dto.LabelPair, v float64) {
+		if len(metrics) == cap(metrics) {
+			metrics, counters, vals = make([]dto.Metric, 0, 1024), make([]dto.Counter, 0, 1024), make([]float64, 0, 1024)
+		}
+		vals = append(vals, v)
+		counters = append(counters, dto.Counter{Value: &vals[len(vals)-1]})
+		metrics = append(metrics, dto.Metric{Label: labels, Counter: &counters[len(counters)-1]})
+		fams[fam].Metric = append(fams[fam].Metric, &metrics[len(metrics)-1])
+	})
+	out := fams[:0]
+	for _, f := range fams {
+		if len(f.Metric) > 0 {
+			out = append(out, f)
+		}
+	}
+	return out, nil
+}
+
+// sortedNames returns the directed label names in the sorted order the
+// exposition wants.
+func (c *Flows) sortedNames() []string {
+	names := append(append(append([]string{}, pairLabels...), "direction"), c.labels.Names()...)
+	slices.Sort(names)
+	return names
+}
+
+// counterMetric is one flow counter with its labels already sorted and
+// interned; it saves the const metric's per-sample label copies.
+type counterMetric struct {
+	desc   *prometheus.Desc
+	labels []*dto.LabelPair
+	value  float64
+}
+
+func (m *counterMetric) Desc() *prometheus.Desc { return m.desc }
+
+func (m *counterMetric) Write(out *dto.Metric) error {
+	out.Label = m.labels
+	v := m.value
+	out.Counter = &dto.Counter{Value: &v}
+	return nil
+}
+
+type labelPair struct{ name, value string }
+
+type interner map[labelPair]*dto.LabelPair
+
+func newInterner() interner { return interner{} }
+
+func (in interner) pair(name, value string) *dto.LabelPair {
+	k := labelPair{name, value}
+	if lp, ok := in[k]; ok {
+		return lp
+	}
+	lp := &dto.LabelPair{Name: &k.name, Value: &k.value}
+	in[k] = lp
+	return lp
 }
 
 // portStrings caches the label values of the well-known ports; others

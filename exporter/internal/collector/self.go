@@ -1,9 +1,12 @@
 package collector
 
 import (
+	"errors"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/podflow/podflow/exporter/internal/aggregate"
 	"github.com/podflow/podflow/exporter/internal/attribute"
@@ -179,6 +182,22 @@ func NewSelfRegistry(src Sources) *prometheus.Registry {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return reg
+}
+
+// Gatherers serves the flow series and the self registry together, as
+// prometheus.Gatherers would, but lets the flows skip the registry's
+// per-sample checks (see Flows.Gather). The self registry is checked as
+// usual.
+type Gatherers struct {
+	Flows *Flows
+	Self  prometheus.Gatherer
+}
+
+// Gather returns the self-metrics, then the flow families.
+func (g Gatherers) Gather() ([]*dto.MetricFamily, error) {
+	self, err := g.Self.Gather()
+	flows, ferr := g.Flows.Gather()
+	return append(self, flows...), errors.Join(err, ferr)
 }
 
 // NewFlowRegistry returns the registry of the flow series.
