@@ -16,6 +16,8 @@ test-rules: $(PROMTOOL) $(AMTOOL) ## Rules: drift, promtool check/test, amtool r
 	$(GO) test -count=1 ./rules/...
 	$(PROMTOOL) check rules $(RULES_FILES) $(RULES_TEST_FILES)
 	$(PROMTOOL) test rules $(RULES_DIR)/tests/*.test.yaml
+	$(AMTOOL) check-config $(ALERTMANAGER_YML)
+	cd tools && $(GO) test -count=1 ./rulescheck/...
 
 TEST_TARGETS += test-rules
 
