@@ -206,6 +206,9 @@ func TestEveryCombinationBuilds(t *testing.T) {
 				t.Errorf("%s: duplicate object %s", b.Name, id)
 			}
 			seen[id] = true
+			if want, ok := apiVersions[o.Kind]; !ok || want != o.APIVersion {
+				t.Errorf("%s: %s has apiVersion %s, want %q", b.Name, o, o.APIVersion, want)
+			}
 			if !clusterScoped[o.Kind] && o.Namespace != "podflow" {
 				t.Errorf("%s: %s is not in namespace podflow", b.Name, o)
 			}
@@ -217,6 +220,23 @@ func TestEveryCombinationBuilds(t *testing.T) {
 		}
 		t.Logf("%s: %d objects", b.Name, len(b.Objects))
 	}
+}
+
+// apiVersions are the current API versions of every kind the overlays may
+// produce; anything else is unexpected.
+var apiVersions = map[string]string{
+	"Namespace":          "v1",
+	"ServiceAccount":     "v1",
+	"ConfigMap":          "v1",
+	"Secret":             "v1",
+	"Service":            "v1",
+	"ResourceQuota":      "v1",
+	"DaemonSet":          "apps/v1",
+	"ClusterRole":        "rbac.authorization.k8s.io/v1",
+	"ClusterRoleBinding": "rbac.authorization.k8s.io/v1",
+	"PodMonitor":         "monitoring.coreos.com/v1",
+	"PrometheusRule":     "monitoring.coreos.com/v1",
+	"AlertmanagerConfig": "monitoring.coreos.com/v1alpha1",
 }
 
 var clusterScoped = map[string]bool{

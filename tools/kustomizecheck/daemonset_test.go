@@ -1,6 +1,7 @@
 package kustomizecheck
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -31,80 +32,138 @@ func daemonSet(t *testing.T, b build) (*appsv1.DaemonSet, *corev1.Container) {
 
 func TestDaemonSetSecurity(t *testing.T) {
 	for _, b := range allBuilds(t) {
-		ds, c := daemonSet(t, b)
-		pod := ds.Spec.Template.Spec
-		if !pod.HostNetwork {
-			t.Errorf("%s: hostNetwork must be true", b.Name)
-		}
-		if pod.HostPID || pod.HostIPC {
-			t.Errorf("%s: hostPID and hostIPC must stay off", b.Name)
-		}
-		if pod.DNSPolicy != corev1.DNSClusterFirstWithHostNet {
-			t.Errorf("%s: dnsPolicy %q, want ClusterFirstWithHostNet", b.Name, pod.DNSPolicy)
-		}
-		if pod.PriorityClassName != "system-node-critical" {
-			t.Errorf("%s: priorityClassName %q", b.Name, pod.PriorityClassName)
-		}
-		if pod.ServiceAccountName != "podflow" {
-			t.Errorf("%s: serviceAccountName %q", b.Name, pod.ServiceAccountName)
-		}
-		if pod.SecurityContext == nil || pod.SecurityContext.SeccompProfile == nil ||
-			pod.SecurityContext.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
-			t.Errorf("%s: pod seccompProfile must be RuntimeDefault", b.Name)
-		}
-		if len(pod.InitContainers) > 0 || len(pod.EphemeralContainers) > 0 {
-			t.Errorf("%s: unexpected extra containers", b.Name)
-		}
-
-		sc := c.SecurityContext
-		if sc == nil {
-			t.Fatalf("%s: container has no securityContext", b.Name)
-		}
-		if sc.Privileged != nil && *sc.Privileged {
-			t.Errorf("%s: container must not be privileged", b.Name)
-		}
-		if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
-			t.Errorf("%s: allowPrivilegeEscalation must be false", b.Name)
-		}
-		if sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
-			t.Errorf("%s: readOnlyRootFilesystem must be true", b.Name)
-		}
-		if sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
-			t.Errorf("%s: container seccompProfile must be RuntimeDefault", b.Name)
-		}
-		if sc.Capabilities == nil {
-			t.Fatalf("%s: no capabilities", b.Name)
-		}
-		if got := caps(sc.Capabilities.Drop); !slices.Equal(got, []string{"ALL"}) {
-			t.Errorf("%s: capabilities.drop %v, want [ALL]", b.Name, got)
-		}
-		if got := caps(sc.Capabilities.Add); !slices.Equal(got, []string{"NET_ADMIN"}) {
-			t.Errorf("%s: capabilities.add %v, want exactly [NET_ADMIN]", b.Name, got)
-		}
-		// Kubernetes grants added capabilities to uid 0 only (no ambient
-		// set), so the uid is pinned rather than left to the image.
-		if sc.RunAsUser == nil || *sc.RunAsUser != 0 {
-			t.Errorf("%s: runAsUser must be 0 (see docs/security.md)", b.Name)
-		}
-		if sc.ProcMount != nil && *sc.ProcMount != corev1.DefaultProcMount {
-			t.Errorf("%s: procMount must stay Default", b.Name)
-		}
-		for _, p := range c.Ports {
-			if p.HostPort != 0 && p.HostPort != p.ContainerPort {
-				t.Errorf("%s: hostPort %d differs from containerPort %d", b.Name, p.HostPort, p.ContainerPort)
-			}
-		}
-		for _, v := range pod.Volumes {
-			if v.HostPath != nil {
-				t.Errorf("%s: hostPath volume %q: the exporter needs none", b.Name, v.Name)
-			}
-		}
-		for _, m := range c.VolumeMounts {
-			if !m.ReadOnly {
-				t.Errorf("%s: volume mount %s must be read-only", b.Name, m.MountPath)
-			}
+		for _, p := range securityProblems(t, b) {
+			t.Errorf("%s: %s", b.Name, p)
 		}
 	}
+}
+
+// TestSecurityChecksBite: a user overlay that widens the privileges must
+// fail the checks above, or they check nothing.
+func TestSecurityChecksBite(t *testing.T) {
+	dir := t.TempDir()
+	rel, err := filepath.Rel(dir, filepath.Join(kustomizeDir(t), "base"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := `apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - ` + rel + `
+patches:
+  - target: {kind: DaemonSet, name: podflow}
+    patch: |-
+      - op: add
+        path: /spec/template/spec/containers/0/securityContext/capabilities/add/-
+        value: SYS_ADMIN
+      - op: replace
+        path: /spec/template/spec/containers/0/securityContext/readOnlyRootFilesystem
+        value: false
+      - op: replace
+        path: /spec/template/spec/containers/0/securityContext/allowPrivilegeEscalation
+        value: true
+      - op: remove
+        path: /spec/template/spec/containers/0/securityContext/seccompProfile
+      - op: add
+        path: /spec/template/spec/volumes/-
+        value: {name: root, hostPath: {path: /}}
+`
+	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b := build{Name: "widened", Objects: runKustomize(t, dir)}
+	got := strings.Join(securityProblems(t, b), "\n")
+	for _, want := range []string{"capabilities.add", "readOnlyRootFilesystem", "allowPrivilegeEscalation", "container seccompProfile", "hostPath"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("the checks miss %s; they reported:\n%s", want, got)
+		}
+	}
+}
+
+// securityProblems lists what is wrong with the privileges of a build's
+// DaemonSet.
+func securityProblems(t *testing.T, b build) []string {
+	t.Helper()
+	var problems []string
+	errorf := func(format string, args ...any) {
+		problems = append(problems, fmt.Sprintf(format, args...))
+	}
+	ds, c := daemonSet(t, b)
+	pod := ds.Spec.Template.Spec
+	if !pod.HostNetwork {
+		errorf("hostNetwork must be true")
+	}
+	if pod.HostPID || pod.HostIPC {
+		errorf("hostPID and hostIPC must stay off")
+	}
+	if pod.DNSPolicy != corev1.DNSClusterFirstWithHostNet {
+		errorf("dnsPolicy %q, want ClusterFirstWithHostNet", pod.DNSPolicy)
+	}
+	if pod.PriorityClassName != "system-node-critical" {
+		errorf("priorityClassName %q", pod.PriorityClassName)
+	}
+	if pod.ServiceAccountName != "podflow" {
+		errorf("serviceAccountName %q", pod.ServiceAccountName)
+	}
+	if pod.SecurityContext == nil || pod.SecurityContext.SeccompProfile == nil ||
+		pod.SecurityContext.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		errorf("pod seccompProfile must be RuntimeDefault")
+	}
+	if len(pod.InitContainers) > 0 || len(pod.EphemeralContainers) > 0 {
+		errorf("unexpected extra containers")
+	}
+
+	sc := c.SecurityContext
+	if sc == nil {
+		errorf("container has no securityContext")
+		return problems
+	}
+	if sc.Privileged != nil && *sc.Privileged {
+		errorf("container must not be privileged")
+	}
+	if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+		errorf("allowPrivilegeEscalation must be false")
+	}
+	if sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+		errorf("readOnlyRootFilesystem must be true")
+	}
+	if sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		errorf("container seccompProfile must be RuntimeDefault")
+	}
+	if sc.Capabilities == nil {
+		errorf("no capabilities")
+		return problems
+	}
+	if got := caps(sc.Capabilities.Drop); !slices.Equal(got, []string{"ALL"}) {
+		errorf("capabilities.drop %v, want [ALL]", got)
+	}
+	if got := caps(sc.Capabilities.Add); !slices.Equal(got, []string{"NET_ADMIN"}) {
+		errorf("capabilities.add %v, want exactly [NET_ADMIN]", got)
+	}
+	// Kubernetes grants added capabilities to uid 0 only (no ambient
+	// set), so the uid is pinned rather than left to the image.
+	if sc.RunAsUser == nil || *sc.RunAsUser != 0 {
+		errorf("runAsUser must be 0 (see docs/security.md)")
+	}
+	if sc.ProcMount != nil && *sc.ProcMount != corev1.DefaultProcMount {
+		errorf("procMount must stay Default")
+	}
+	for _, p := range c.Ports {
+		if p.HostPort != 0 && p.HostPort != p.ContainerPort {
+			errorf("hostPort %d differs from containerPort %d", p.HostPort, p.ContainerPort)
+		}
+	}
+	for _, v := range pod.Volumes {
+		if v.HostPath != nil {
+			errorf("hostPath volume %q: the exporter needs none", v.Name)
+		}
+	}
+	for _, m := range c.VolumeMounts {
+		if !m.ReadOnly {
+			errorf("volume mount %s must be read-only", m.MountPath)
+		}
+	}
+	return problems
 }
 
 func caps(cs []corev1.Capability) []string {
