@@ -10,8 +10,8 @@ build: ## Build the static podflow binary into bin/podflow.
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(GO_LDFLAGS)' -o $(BIN_DIR)/podflow ./exporter/cmd/podflow
 
 .PHONY: test-unit
-test-unit: ## Unit tests of the root module, under -race.
-	$(GO) test -race -count=1 ./...
+test-unit: ## Unit tests of the root module, under -race (the daemon's root integration tests run in test-integration).
+	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v '/exporter/integration$$')
 
 TEST_TARGETS += test-unit
 
@@ -20,3 +20,18 @@ fuzz: ## Run each fuzz target briefly (FUZZTIME, default 20s).
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(or $(FUZZTIME),20s) ./exporter/internal/decode
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(or $(FUZZTIME),20s) ./exporter/internal/networks
 TEST_TARGETS += fuzz
+
+.PHONY: test-integration
+test-integration: $(PROMTOOL) ## Root integration tests of the real daemon in network namespaces: exact counts, signals, restarts, loss.
+	$(GO) test -race -count=1 ./exporter/integration/...
+TEST_TARGETS += test-integration
+
+.PHONY: bench
+bench: ## Benchmarks of the exporter's packages: ns/op, allocs/op, bytes per series, scrape CPU time.
+	$(GO) test -run '^$$' -bench . -benchmem ./exporter/...
+
+# NFLOG capture and the nftables table (exporter/internal/capture, exporter/internal/nft).
+.PHONY: fuzz-capture
+fuzz-capture: ## Fuzz the NFLOG batch parser briefly (FUZZTIME, default 20s).
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(or $(FUZZTIME),20s) ./exporter/internal/capture
+fuzz: fuzz-capture
