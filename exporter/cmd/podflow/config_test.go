@@ -1,0 +1,111 @@
+package main
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/podflow/podflow/exporter/internal/attribute"
+)
+
+func TestDefaults(t *testing.T) {
+	t.Setenv("NODE_NAME", "node-a")
+	cfg, err := parseConfig(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"listen", (*cfg.Web.WebListenAddresses)[0], ":9810"},
+		{"group", cfg.Capture.Group, uint16(100)},
+		{"nft group", cfg.Nftables.Group, uint16(100)},
+		{"snaplen", cfg.Capture.SnapLen, uint32(128)},
+		{"queue threshold", cfg.Capture.QueueThreshold, uint32(16)},
+		{"nft queue threshold", cfg.Nftables.QueueThreshold, uint16(16)},
+		{"buffer size", cfg.Capture.BufferSize, uint32(128 << 10)},
+		{"flush timeout", cfg.Capture.FlushTimeout, 100 * time.Millisecond},
+		{"read buffer", cfg.Capture.ReadBuffer, 8 << 20},
+		{"sample rate", cfg.Nftables.SampleRate, uint32(1)},
+		{"overlays", len(cfg.Nftables.Overlays), 6},
+		{"queue size", cfg.QueueSize, 256},
+		{"resync", cfg.ResyncInterval, 30 * time.Second},
+		{"max series", cfg.MaxSeries, 100000},
+		{"idle", cfg.IdleTimeout, 10 * time.Minute},
+		{"grace", cfg.DeletionGrace, time.Minute},
+		{"labels", cfg.Labels, attribute.Labels{}},
+		{"node", cfg.Kube.NodeName, "node-a"},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+		}
+	}
+}
+
+func TestFlags(t *testing.T) {
+	cfg, err := parseConfig([]string{
+		"--identity.file=ids.yml", "--metrics.labels=source_pod", "--metrics.labels=destination_service",
+		"--kube.pod-cidr=10.244.0.0/16", "--kube.pod-cidr=fd00:10:244::/56", "--kube.service-cidr=10.96.0.1/12",
+		"--capture.overlay=udp:4789", "--capture.overlay=vpn=udp:1194", "--nflog.read-buffer=16MiB",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Labels != (attribute.Labels{SourcePod: true, DestinationService: true}) {
+		t.Errorf("labels = %+v", cfg.Labels)
+	}
+	if len(cfg.Kube.PodCIDRs) != 2 || cfg.Kube.ServiceCIDRs[0] != netip.MustParsePrefix("10.96.0.0/12") {
+		t.Errorf("cidrs = %v %v", cfg.Kube.PodCIDRs, cfg.Kube.ServiceCIDRs)
+	}
+	if len(cfg.Nftables.Overlays) != 2 || cfg.Nftables.Overlays[1].Name != "vpn" {
+		t.Errorf("overlays = %v", cfg.Nftables.Overlays)
+	}
+	if cfg.Capture.ReadBuffer != 16<<20 {
+		t.Errorf("read buffer = %d", cfg.Capture.ReadBuffer)
+	}
+}
+
+func TestBadFlags(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--nflog.group=x"}, `--nflog.group="x"`},
+		{[]string{"--nflog.group=70000"}, `--nflog.group="70000"`},
+		{[]string{"--metrics.idle-timeout=5"}, `--metrics.idle-timeout="5"`},
+		{[]string{"--metrics.labels=source_ip"}, `unknown opt-in label "source_ip"`},
+		{[]string{"--capture.sample-rate=0"}, "--capture.sample-rate must be at least 1"},
+		{[]string{"--capture.overlay=udp:x"}, `--capture.overlay "udp:x"`},
+		{[]string{"--capture.queue-size=0"}, "--capture.queue-size 0"},
+		{[]string{"--metrics.max-series=-1"}, "--metrics.max-series -1"},
+		{[]string{"--kube.pod-cidr=10.0.0.0"}, `--kube.pod-cidr "10.0.0.0"`},
+		{[]string{"--nflog.buffer-size=1MiB"}, "nflog buffer size"},
+		{[]string{"--nope"}, "unknown long flag '--nope'"},
+		{nil, "--kube.node-name (or NODE_NAME) is required"},
+	}
+	t.Setenv("NODE_NAME", "")
+	for _, tt := range tests {
+		args := tt.args
+		if !strings.Contains(tt.want, "node-name") {
+			args = append(args, "--identity.file=ids.yml")
+		}
+		_, err := parseConfig(args)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%v: error %v, want it to contain %q", tt.args, err, tt.want)
+		}
+	}
+}
+
+func TestRunRejectsBadInputBeforeInstalling(t *testing.T) {
+	// Both fail before anything touches the kernel, so this runs without
+	// root; the integration tests check that no table is left.
+	if code := run([]string{"--nflog.group=x"}); code == 0 {
+		t.Error("bad flag: exit code 0")
+	}
+	if code := run([]string{"--identity.file=/nonexistent/ids.yml", "--web.config.file=/nonexistent/web.yml"}); code == 0 {
+		t.Error("unreadable web config: exit code 0")
+	}
+}

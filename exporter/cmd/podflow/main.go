@@ -1,0 +1,238 @@
+// Command podflow taps the packets that cross a node with netfilter NFLOG,
+// names both ends of each connection and serves pair counters to
+// Prometheus.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/common/promslog"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/podflow/podflow/exporter/internal/aggregate"
+	"github.com/podflow/podflow/exporter/internal/attribute"
+	"github.com/podflow/podflow/exporter/internal/capture"
+	"github.com/podflow/podflow/exporter/internal/collector"
+	"github.com/podflow/podflow/exporter/internal/flow"
+	"github.com/podflow/podflow/exporter/internal/nft"
+	"github.com/podflow/podflow/exporter/internal/pipeline"
+)
+
+// shutdownTimeout bounds the HTTP server's graceful shutdown.
+const shutdownTimeout = 5 * time.Second
+
+func main() { os.Exit(run(os.Args[1:])) }
+
+// identitySource names the addresses the packets carry: the static file
+// or the Kubernetes informers.
+type identitySource interface {
+	attribute.Resolver
+	// Synced reports whether the source knows the cluster (readiness).
+	Synced() bool
+	// Run keeps the source up to date until ctx is done.
+	Run(ctx context.Context) error
+	// Stats reports the state of each watched resource; nil when the
+	// source watches nothing.
+	Stats() []collector.ResourceStats
+}
+
+func run(args []string) int {
+	cfg, err := parseConfig(args)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "podflow: error: %v\n", err)
+		return 2
+	}
+	logger := promslog.New(&cfg.Log)
+	logger.Info("starting podflow", "version", version.Info(), "build_context", version.BuildContext())
+
+	// Everything that can fail on bad input fails here, before the
+	// nftables table exists.
+	if err := web.Validate(*cfg.Web.WebConfigFile); err != nil {
+		logger.Error("invalid --web.config.file", "file", *cfg.Web.WebConfigFile, "err", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	table := aggregate.New(aggregate.Config{MaxSeries: cfg.MaxSeries, IdleTimeout: cfg.IdleTimeout})
+	ident, err := newIdentity(ctx, cfg, logger, func(ep flow.Endpoint) {
+		n := table.Forget(ep)
+		logger.Debug("forgot series of a deleted endpoint", "namespace", ep.Namespace, "workload", ep.Workload, "kind", ep.Kind.String(), "pod", ep.Pod, "series", n)
+	})
+	if err != nil {
+		logger.Error("cannot set up the source of identity", "err", err)
+		return 1
+	}
+	listeners, err := listen(cfg.Web)
+	if err != nil {
+		logger.Error("cannot listen", "address", *cfg.Web.WebListenAddresses, "err", err)
+		return 1
+	}
+
+	attr := attribute.New(ident, attribute.Config{Node: cfg.Kube.NodeName, Labels: cfg.Labels})
+	pipe := pipeline.New(pipeline.Config{
+		QueueSize:     cfg.QueueSize,
+		SampleRate:    cfg.Nftables.SampleRate,
+		EvictInterval: evictInterval(cfg.IdleTimeout),
+	}, attr, table)
+	reader := capture.New(cfg.Capture, logger)
+	nftTable := nft.New(cfg.Nftables, logger)
+
+	selfReg := collector.NewSelfRegistry(sources(cfg, reader, pipe, attr, table, nftTable, ident))
+	handler, err := newHandler(logger, collector.NewFlows(table, cfg.Labels), selfReg, readiness(cfg, ident, reader, nftTable))
+	if err != nil {
+		logger.Error("cannot build the HTTP handler", "err", err)
+		return 1
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelError)}
+
+	if err := nftTable.Install(); err != nil {
+		logger.Error("cannot install the nftables table", "err", err)
+		closeAll(listeners)
+		return 1
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	captureCtx, stopCapture := context.WithCancel(context.Background())
+	defer stopCapture()
+	pipeCtx, stopPipe := context.WithCancel(context.Background())
+	defer stopPipe()
+	captureDone, pipeDone := make(chan struct{}), make(chan struct{})
+
+	g.Go(func() error {
+		defer close(captureDone)
+		if err := reader.Run(captureCtx, pipe); err != nil {
+			return fmt.Errorf("capture: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		defer close(pipeDone)
+		return pipe.Run(pipeCtx)
+	})
+	g.Go(func() error {
+		if err := ident.Run(gctx); err != nil && gctx.Err() == nil {
+			return fmt.Errorf("identity: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		nftTable.Run(gctx, cfg.ResyncInterval)
+		return nil
+	})
+	for _, l := range listeners {
+		g.Go(func() error {
+			if err := web.Serve(l, srv, cfg.Web, logger); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("web server: %w", err)
+			}
+			return nil
+		})
+	}
+	// Shutdown, in a fixed order: stop capture, drain the pipeline,
+	// delete the table, stop serving.
+	g.Go(func() error {
+		<-gctx.Done()
+		logger.Info("shutting down")
+		stopCapture()
+		<-captureDone
+		stopPipe()
+		<-pipeDone
+		var err error
+		if derr := nftTable.Delete(); derr != nil {
+			err = fmt.Errorf("deleting the nftables table: %w", derr)
+		}
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		defer cancel()
+		if serr := srv.Shutdown(sctx); serr != nil {
+			err = errors.Join(err, fmt.Errorf("shutting the web server down: %w", serr))
+		}
+		return err
+	})
+
+	logger.Info("podflow is running", "nflog_group", cfg.Capture.Group, "identity", identityKind(cfg))
+	if err := g.Wait(); err != nil {
+		logger.Error("podflow stopped on an error", "err", err)
+		return 1
+	}
+	logger.Info("podflow stopped")
+	return 0
+}
+
+// listen opens the listeners first, so that a port in use fails the start
+// before the table is installed.
+func listen(flags *web.FlagConfig) ([]net.Listener, error) {
+	var ls []net.Listener
+	for _, addr := range *flags.WebListenAddresses {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			closeAll(ls)
+			return nil, err
+		}
+		ls = append(ls, l)
+	}
+	return ls, nil
+}
+
+func closeAll(ls []net.Listener) {
+	for _, l := range ls {
+		_ = l.Close()
+	}
+}
+
+// evictInterval checks for idle series often enough that they go within
+// a tenth of the timeout.
+func evictInterval(idle time.Duration) time.Duration {
+	if idle <= 0 {
+		return time.Hour
+	}
+	return min(max(idle/10, time.Second), time.Minute)
+}
+
+func identityKind(cfg *Config) string {
+	if cfg.IdentityFile != "" {
+		return "file"
+	}
+	return "kubernetes"
+}
+
+// sources adapts each component's Stats to the collector's.
+func sources(cfg *Config, reader *capture.Reader, pipe *pipeline.Pipeline, attr *attribute.Attributor,
+	table *aggregate.Table, nftTable *nft.Table, ident identitySource) collector.Sources {
+	return collector.Sources{
+		SampleRate: cfg.Nftables.SampleRate,
+		Capture: func() collector.CaptureStats {
+			c, p := reader.Stats(), pipe.Stats()
+			return collector.CaptureStats{
+				Received: c.Received, Lost: c.Lost, Overruns: c.Overruns, Bound: c.Bound,
+				Dropped: []collector.Count{{Label: "queue_full", Value: p.QueueFull}, {Label: "malformed", Value: c.Malformed}},
+			}
+		},
+		Decode:      decodeCounts(pipe),
+		Attribution: attr.Stats,
+		Aggregate:   table.Stats,
+		Nftables: func() collector.NftablesStats {
+			s := nftTable.Stats()
+			out := collector.NftablesStats{SyncSuccess: s.SyncsOK, SyncError: s.SyncsError}
+			seen := map[string]bool{}
+			for _, o := range cfg.Nftables.Overlays {
+				if !seen[o.Name] {
+					seen[o.Name] = true
+					out.Overlay = append(out.Overlay, collector.Count{Label: o.Name, Value: s.Overlays[o.Name]})
+				}
+			}
+			return out
+		},
+		Kubernetes: func() []collector.ResourceStats { return ident.Stats() },
+	}
+}

@@ -1,0 +1,81 @@
+//go:build linux
+
+package integration
+
+import (
+	"net"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// TestFloodWithTinyBuffer floods the node with small UDP packets while
+// podflow reads with a tiny socket buffer: the loss must be counted, and
+// the process must stay healthy and keep serving /metrics.
+func TestFloodWithTinyBuffer(t *testing.T) {
+	tp := newTopology(t)
+	d := startPodflow(t, tp.node, "127.0.0.1:9810", "--nflog.read-buffer=4KiB", "--nflog.queue-threshold=64")
+	d.waitReady()
+
+	const port = 7100
+	serveUDPSink(t, tp, port)
+	var c net.Conn
+	if err := tp.client.Do(func() (err error) {
+		c, err = net.Dial("udp", net.JoinHostPort(serverV4, strconv.Itoa(port)))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	payload := make([]byte, 18)
+	deadline := time.Now().Add(20 * time.Second)
+	sent := 0
+	for {
+		for range 20000 {
+			if _, err := c.Write(payload); err == nil {
+				sent++
+			}
+		}
+		mfs, _ := d.scrape()
+		lost, _ := value(mfs, "podflow_capture_packets_lost_total", nil)
+		overruns, _ := value(mfs, "podflow_capture_overruns_total", nil)
+		if lost > 0 {
+			t.Logf("sent %d packets: podflow counted %v lost in %v overruns", sent, lost, overruns)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sent %d packets but no loss was counted (lost %v, overruns %v)", sent, lost, overruns)
+		}
+	}
+	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+		if code, _, err := d.get(path); err != nil || code != http.StatusOK {
+			t.Errorf("%s = %d %v after the flood", path, code, err)
+		}
+	}
+	if d.exited() {
+		t.Fatalf("podflow exited during the flood: %v", d.err)
+	}
+	// Counting goes on.
+	pingCounted(t, tp, d, 2)
+}
+
+func serveUDPSink(t *testing.T, tp *topology, port int) {
+	t.Helper()
+	var pc net.PacketConn
+	if err := tp.server.Do(func() (err error) {
+		pc, err = net.ListenPacket("udp", ":"+strconv.Itoa(port))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pc.Close() })
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			if _, _, err := pc.ReadFrom(buf); err != nil {
+				return
+			}
+		}
+	}()
+}

@@ -1,0 +1,146 @@
+//go:build linux
+
+package integration
+
+import (
+	"errors"
+	"net/http"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/podflow/podflow/exporter/internal/capture/netnstest"
+)
+
+// pingCounted pings the server from the client and waits until podflow
+// counted the echo requests.
+func pingCounted(t *testing.T, tp *topology, d *daemon, n int) {
+	t.Helper()
+	before, _ := value(mustScrape(d), "podflow_packets_total", labels(0, "ICMP", "original"))
+	tp.client.MustRun(t, "ping", "-4", "-n", "-q", "-c", strconv.Itoa(n), "-i", "0.2", serverV4)
+	want := before + float64(n)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		got, _ := value(mustScrape(d), "podflow_packets_total", labels(0, "ICMP", "original"))
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ICMP packets counted = %v, want %v", got, want)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func mustScrape(d *daemon) map[string]*dto.MetricFamily {
+	mfs, _ := d.scrape()
+	return mfs
+}
+
+// TestSIGTERMDeletesTable checks the table is in place while podflow
+// runs and gone after SIGTERM, with a clean exit.
+func TestSIGTERMDeletesTable(t *testing.T) {
+	tp := newTopology(t)
+	d := startPodflow(t, tp.node, "127.0.0.1:9810")
+	d.waitReady()
+	if !hasTable(t, tp.node) {
+		t.Fatal("no table inet podflow while podflow runs")
+	}
+	pingCounted(t, tp, d, 2)
+	d.signal(syscall.SIGTERM)
+	if code := d.wait(20 * time.Second); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM; log:\n%s", code, d.log.String())
+	}
+	if hasTable(t, tp.node) {
+		t.Fatal("table inet podflow left behind after SIGTERM")
+	}
+}
+
+// TestKillAndRestart checks that after kill -9 the table stays, a new
+// instance replaces it and counting resumes.
+func TestKillAndRestart(t *testing.T) {
+	tp := newTopology(t)
+	d := startPodflow(t, tp.node, "127.0.0.1:9810")
+	d.waitReady()
+	pingCounted(t, tp, d, 2)
+	d.signal(syscall.SIGKILL)
+	d.wait(10 * time.Second)
+	if !hasTable(t, tp.node) {
+		t.Fatal("the table vanished with a killed podflow; this test needs a leftover")
+	}
+	d2 := startPodflow(t, tp.node, "127.0.0.1:9810")
+	d2.waitReady()
+	if n := strings.Count(tp.node.MustRun(t, "nft", "list", "tables"), "table inet podflow"); n != 1 {
+		t.Fatalf("%d podflow tables after restart, want 1", n)
+	}
+	pingCounted(t, tp, d2, 3)
+	d2.signal(syscall.SIGTERM)
+	if code := d2.wait(20 * time.Second); code != 0 || hasTable(t, tp.node) {
+		t.Fatalf("exit code %d, table left %v", code, hasTable(t, tp.node))
+	}
+}
+
+// TestSecondInstance checks that a second podflow on the same NFLOG group
+// says why it cannot bind, in its log and on /readyz, and stays alive.
+func TestSecondInstance(t *testing.T) {
+	tp := newTopology(t)
+	first := startPodflow(t, tp.node, "127.0.0.1:9810", "--nftables.resync-interval=1s")
+	first.waitReady()
+	second := startPodflow(t, tp.node, "127.0.0.1:9811")
+	const msg = "NFLOG group 100 is in use by another process"
+	if !second.logHas(msg, 20*time.Second) {
+		t.Fatalf("the second instance's log does not say %q:\n%s", msg, second.log.String())
+	}
+	code, body, err := second.get("/readyz")
+	if err != nil || code != http.StatusServiceUnavailable || !strings.Contains(body, msg) {
+		t.Fatalf("second /readyz = %d %q %v, want 503 with %q", code, body, err, msg)
+	}
+	if code, _, err := second.get("/healthz"); err != nil || code != http.StatusOK {
+		t.Fatalf("second /healthz = %d %v", code, err)
+	}
+	if v, _ := value(mustScrape(second), "podflow_capture_bound", nil); v != 0 {
+		t.Errorf("second podflow_capture_bound = %v, want 0", v)
+	}
+	// The first keeps counting.
+	pingCounted(t, tp, first, 2)
+}
+
+// TestBadStartLeavesNoTable checks that a bad flag value and an
+// unreadable web config fail with a clear message, a non-zero exit and
+// no table.
+func TestBadStartLeavesNoTable(t *testing.T) {
+	netnstest.RequireRoot(t)
+	ns := netnstest.New(t, nsPrefix+"bad-")
+	ids := writeFile(t, "identities.yml", identities)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"bad flag value", []string{"--identity.file=" + ids, "--nflog.group=seventy"}, `--nflog.group="seventy"`},
+		{"bad duration", []string{"--identity.file=" + ids, "--metrics.idle-timeout=often"}, `--metrics.idle-timeout="often"`},
+		{"unreadable web config", []string{"--identity.file=" + ids, "--web.config.file=/nonexistent/web.yml"}, "/nonexistent/web.yml"},
+		{"bad web config", []string{"--identity.file=" + ids, "--web.config.file=" + writeFile(t, "web.yml", "tls_server_config: [\n")}, "web.config.file"},
+		{"bad identity file", []string{"--identity.file=" + writeFile(t, "bad.yml", "endpoints:\n  - addresses: [10.0.0.300]\n")}, "line 2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := ns.Command(append([]string{podflowBinary(t), "--web.listen-address=127.0.0.1:9810"}, tc.args...)...)
+			out, err := cmd.CombinedOutput()
+			var exit *exec.ExitError
+			if err == nil || !errors.As(err, &exit) || exit.ExitCode() == 0 {
+				t.Fatalf("exit %v, want non-zero; output:\n%s", err, out)
+			}
+			if !strings.Contains(string(out), tc.want) {
+				t.Errorf("output does not mention %q:\n%s", tc.want, out)
+			}
+			if hasTable(t, ns) {
+				t.Fatal("a failed start left table inet podflow behind")
+			}
+		})
+	}
+}
