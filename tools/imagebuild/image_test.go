@@ -161,11 +161,11 @@ func TestBuildAndOpen(t *testing.T) {
 
 	// Reproducible: the same inputs give the same digest.
 	opts := Options{Binary: bin, Repository: "ghcr.io/podflow/podflow", Version: "v1.2.3", Revision: "abc", Created: time.Unix(0, 0).UTC()}
-	img1, _, err := Build(opts)
+	img1, _, err := Build(&opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	img2, _, err := Build(opts)
+	img2, _, err := Build(&opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -67,7 +67,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "imagebuild: give -layout, -tarball or both")
 		return 2
 	}
-	img, ref, err := Build(o)
+	img, ref, err := Build(&o)
 	if err != nil {
 		fmt.Fprintf(stderr, "imagebuild: %v\n", err)
 		return 1
@@ -96,7 +96,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 // Build assembles the image and its tag.
-func Build(o Options) (v1.Image, name.Tag, error) {
+func Build(o *Options) (v1.Image, name.Tag, error) {
 	ref, err := name.NewTag(o.Repository + ":" + o.Version)
 	if err != nil {
 		return nil, name.Tag{}, err

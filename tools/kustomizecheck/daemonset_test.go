@@ -246,8 +246,9 @@ func TestDaemonSetProbesAndPorts(t *testing.T) {
 			if g.Path != p.path {
 				t.Errorf("%s: %s probe path %q, want %q", b.Name, p.name, g.Path, p.path)
 			}
-			if !(g.Port.Type == intstr.String && g.Port.StrVal == "metrics") &&
-				!(g.Port.Type == intstr.Int && g.Port.IntValue() == metricsPort) {
+			byName := g.Port.Type == intstr.String && g.Port.StrVal == "metrics"
+			byNumber := g.Port.Type == intstr.Int && g.Port.IntValue() == metricsPort
+			if !byName && !byNumber {
 				t.Errorf("%s: %s probe port %s, want the metrics port", b.Name, p.name, g.Port.String())
 			}
 			if g.Scheme != wantScheme {

@@ -240,7 +240,8 @@ func convertAlertmanager(c *amConfig, namespace string) (*yaml.Node, []string, e
 	intervals := seq()
 	for _, ti := range append(c.TimeIntervals, c.MuteTimeIntervals...) {
 		tis := seq()
-		for _, t := range ti.TimeIntervals {
+		for i := range ti.TimeIntervals {
+			t := &ti.TimeIntervals[i]
 			var times *yaml.Node
 			if len(t.Times) > 0 {
 				times = seq()
