@@ -1,0 +1,207 @@
+// Command demo runs the podflow sandbox interactively (`make demo`): a
+// kube-apiserver, two nodes with pods in network namespaces, podflow on each
+// node, Prometheus with the shipped rules over a backfilled baseline, and
+// Alertmanager with the shipped routes. It makes steady traffic between the
+// demo workloads, prints where to look, and after a while opens a
+// connection the baseline has never seen, then prints its alert when
+// Alertmanager delivers it. Ctrl-C removes everything it made.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/podflow/podflow/e2e/harness"
+)
+
+func main() { os.Exit(run()) }
+
+func run() int {
+	unexpectedAfter := flag.Duration("unexpected-after", 150*time.Second, "when to open the unexpected connection, after the sandbox is up")
+	listen := flag.String("listen", "127.0.0.1", "host address the sandbox's web UIs are forwarded to")
+	promPort := flag.Int("prometheus-port", 9090, "local port for Prometheus (0: any free port)")
+	amPort := flag.Int("alertmanager-port", 9093, "local port for Alertmanager (0: any free port)")
+	metricsPort := flag.Int("metrics-port", 9811, "first local port for the podflow instances' /metrics (one per node)")
+	repo := flag.String("repo", "..", "the podflow checkout")
+	flag.Parse()
+
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "demo: run as root (network namespaces and nftables)")
+		return 1
+	}
+	bins, missing := harness.BinsFromEnv()
+	if len(missing) > 0 {
+		fmt.Fprintf(os.Stderr, "demo: %v unset: start it with `make demo`\n", missing)
+		return 1
+	}
+	root, _ := filepath.Abs(*repo)
+	start := time.Now()
+	logf := func(format string, args ...any) {
+		fmt.Printf("[%5.0fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	env, err := harness.New(ctx, harness.Options{Prefix: "pfdemo-", Bins: bins, Logf: logf, OwnSignals: true})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		return 1
+	}
+	defer func() {
+		logf("stopping every process and deleting every namespace of the sandbox")
+		env.Close()
+		os.RemoveAll(env.Dir)
+		logf("nothing left behind")
+	}()
+	if err := demo(ctx, env, root, logf, *listen, *promPort, *amPort, *metricsPort, *unexpectedAfter); err != nil && ctx.Err() == nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		fmt.Fprintln(os.Stderr, "demo: logs in", env.Dir)
+		return 1
+	}
+	return 0
+}
+
+func demo(ctx context.Context, env *harness.Env, root string, logf func(string, ...any), listen string, promPort, amPort, metricsPort int, unexpectedAfter time.Duration) error {
+	logf("building the sandbox: 2 nodes, workloads in namespaces shop, batch, monitoring")
+	s, err := harness.BuildSandbox(ctx, env, harness.SandboxOptions{ClusterRolePath: filepath.Join(root, "kustomize/base/clusterrole.yaml")})
+	if err != nil {
+		return err
+	}
+	logf("starting podflow on every node")
+	if err := s.StartPodflows(ctx); err != nil {
+		return err
+	}
+	logf("backfilling 8 days of baseline and starting Prometheus and Alertmanager")
+	m, err := harness.StartMonitoring(ctx, s, harness.MonitoringOptions{RepoRoot: root, RulesDir: os.Getenv("E2E_RULES_DIR")})
+	if err != nil {
+		return err
+	}
+	if !m.AlertmanagerUp {
+		logf("no rules/alertmanager/alertmanager.yml in this checkout: alerts stay in Prometheus")
+	}
+	env.Hook.OnAlert = func(a harness.WebhookAlert) {
+		var keys []string
+		for k, v := range a.Labels {
+			if k != "alertname" {
+				keys = append(keys, k+"="+v)
+			}
+		}
+		sort.Strings(keys)
+		fmt.Printf("\n>>> ALERT %s %s (receiver %q)\n    %s\n    %s\n\n", strings.ToUpper(a.Status), a.Labels["alertname"], a.Receiver,
+			strings.Join(keys, " "), a.Annotations["description"])
+	}
+
+	type fwd struct {
+		name, target string
+		port         int
+		path         string
+	}
+	fwds := []fwd{
+		{"Prometheus", env.Prom.Addr, promPort, "/alerts"},
+	}
+	if env.AM != nil {
+		fwds = append(fwds, fwd{"Alertmanager", env.AM.Addr, amPort, "/"})
+	}
+	for i, n := range s.Nodes {
+		port := metricsPort + i
+		if metricsPort == 0 {
+			port = 0
+		}
+		fwds = append(fwds, fwd{"podflow on " + n.Name, n.MetricsAddr(), port, "/metrics"})
+	}
+	var lines []string
+	for _, f := range fwds {
+		addr, err := env.Forward(net.JoinHostPort(listen, fmt.Sprint(f.port)), env.CPNS, f.target)
+		if err != nil {
+			addr, err = env.Forward(net.JoinHostPort(listen, "0"), env.CPNS, f.target)
+			if err != nil {
+				return err
+			}
+		}
+		lines = append(lines, fmt.Sprintf("  %-20s http://%s%s", f.name, addr, f.path))
+	}
+	fmt.Println()
+	fmt.Println("podflow sandbox is up:")
+	for _, l := range lines {
+		fmt.Println(l)
+	}
+	fmt.Println()
+	fmt.Println("Try in Prometheus:  sum by (source_workload, destination_workload) (rate(podflow_bytes_total[1m]))")
+	fmt.Printf("Steady traffic between the known workloads now; in %v shop/debug opens a connection\n", unexpectedAfter)
+	fmt.Println("to shop/db that the baseline has never seen. Ctrl-C stops and removes everything.")
+	fmt.Println()
+
+	if err := steadyTraffic(ctx, env, s); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-time.After(unexpectedAfter):
+	}
+	debug, db := s.Pod("shop/debug"), s.Pod("shop/db")
+	logf("unexpected: shop/debug (%s) -> shop/db (%s) TCP 5432; waiting for PodflowNewCommunication", debug.IPv4, db.IPv4)
+	if err := harness.TCPExchange(ctx, debug.NS, netip.AddrPortFrom(db.IPv4, 5432), 1000, true); err != nil {
+		return err
+	}
+	go func() {
+		a, err := env.Hook.Wait(ctx, 10*time.Minute, func(a harness.WebhookAlert) bool {
+			return a.Labels["alertname"] == "PodflowNewCommunication" && a.Labels["source_workload"] == "debug"
+		})
+		if err == nil {
+			logf("the alert arrived at receiver %q; keep exploring, Ctrl-C to stop", a.Receiver)
+		}
+	}()
+	<-ctx.Done()
+	return nil
+}
+
+// steadyTraffic keeps the known pairs busy until ctx ends.
+func steadyTraffic(ctx context.Context, env *harness.Env, s *harness.Sandbox) error {
+	checkout, db := s.Pod("shop/checkout"), s.Pod("shop/db")
+	for _, l := range []struct {
+		ns   *harness.NetNS
+		port int
+	}{{checkout.NS, 8080}, {db.NS, 5432}, {env.Fabric, 443}} {
+		if _, err := env.TCPSink(l.ns, l.port, true); err != nil {
+			return err
+		}
+	}
+	svc := s.Services["shop/checkout"]
+	flows := []struct {
+		from *harness.Pod
+		to   netip.AddrPort
+		size int
+	}{
+		{s.Pod("shop/frontend"), netip.AddrPortFrom(svc.ClusterIP(4), uint16(svc.Port)), 4000},
+		{s.Pod("shop/debug"), netip.AddrPortFrom(svc.ClusterIP(6), uint16(svc.Port)), 500},
+		{checkout, netip.AddrPortFrom(db.IPv4, 5432), 2000},
+		{s.Pod("batch/report"), netip.AddrPortFrom(db.IPv6, 5432), 1500},
+		{s.Pod("shop/frontend"), netip.AddrPortFrom(harness.OutsideCorpV4, 443), 800},
+	}
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			for _, f := range flows {
+				_ = harness.TCPExchange(ctx, f.from.NS, f.to, f.size, true)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return nil
+}

@@ -1,0 +1,84 @@
+# End-to-end tests and the local sandbox: a real kube-apiserver and etcd,
+# nodes and pods in network namespaces, podflow on every node, Prometheus
+# with the shipped rules and Alertmanager with the shipped routes.
+#
+# The control-plane binaries are built once per pinned version from
+# e2e/tools/kube/go.mod into $(PODFLOW_CACHE)/bin and reused afterwards.
+
+KUBE_VERSION  := v1.37.2
+ETCD_VERSION  := v3.7.0
+KUBE_APISERVER := $(TOOLS_BIN)/kube-apiserver-$(KUBE_VERSION)
+ETCD           := $(TOOLS_BIN)/etcd-$(ETCD_VERSION)
+export KUBE_APISERVER ETCD
+
+KUBE_LDFLAGS := -s -w \
+	-X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION) \
+	-X k8s.io/component-base/version.gitMajor=$(word 2,$(subst ., ,$(subst v,v ,$(KUBE_VERSION)))) \
+	-X k8s.io/component-base/version.gitMinor=$(word 3,$(subst ., ,$(subst v,v ,$(KUBE_VERSION)))) \
+	-X k8s.io/component-base/version.gitTreeState=clean \
+	-X k8s.io/component-base/version.buildDate=1970-01-01T00:00:00Z
+
+$(KUBE_APISERVER):
+	@echo ">> building kube-apiserver $(KUBE_VERSION) (once, several minutes; cached in $(TOOLS_BIN))"
+	@mkdir -p $(TOOLS_BIN)
+	cd e2e/tools/kube && $(GO) build -trimpath -ldflags '$(KUBE_LDFLAGS)' -o $@.tmp k8s.io/kubernetes/cmd/kube-apiserver
+	@mv $@.tmp $@
+	@echo ">> kube-apiserver $(KUBE_VERSION) ready: $@"
+
+$(ETCD):
+	@echo ">> building etcd $(ETCD_VERSION) (once; cached in $(TOOLS_BIN))"
+	@mkdir -p $(TOOLS_BIN)
+	cd e2e/tools/kube && $(GO) build -trimpath -ldflags '-s -w' -o $@.tmp ./cmd/etcd
+	@mv $@.tmp $@
+	@echo ">> etcd $(ETCD_VERSION) ready: $@"
+
+# Alertmanager as published on the module proxy lacks its compiled web UI
+# (ui/app/dist, which ui/web.go embeds), so `go build` of the module fails.
+# The harness builds a copy of the module source with a one-page stand-in
+# for the UI; the API under /api/v2 is the real one.
+E2E_ALERTMANAGER := $(TOOLS_BIN)/alertmanager-noui-$(ALERTMANAGER_VERSION)
+
+$(E2E_ALERTMANAGER):
+	@echo ">> building alertmanager $(ALERTMANAGER_VERSION) without the web UI (once; cached in $(TOOLS_BIN))"
+	@mkdir -p $(TOOLS_BIN)
+	@src=$(PODFLOW_CACHE)/src/alertmanager-$(ALERTMANAGER_VERSION) && rm -rf $$src && mkdir -p $(PODFLOW_CACHE)/src && \
+		dir=$$(cd tools && $(GO) mod download -json github.com/prometheus/alertmanager@$(ALERTMANAGER_VERSION) | sed -n 's/.*"Dir": "\(.*\)",/\1/p') && \
+		cp -r $$dir $$src && chmod -R u+w $$src && \
+		for d in elm mantine; do mkdir -p $$src/ui/app/dist/$$d/assets && cp e2e/tools/amui/index.html $$src/ui/app/dist/$$d/index.html; done && \
+		cd $$src && GOFLAGS=-mod=mod $(GO) build -o $@.tmp ./cmd/alertmanager
+	@rm -rf $(PODFLOW_CACHE)/src/alertmanager-$(ALERTMANAGER_VERSION)
+	@mv $@.tmp $@
+
+.PHONY: e2e-tools
+e2e-tools: $(KUBE_APISERVER) $(ETCD) $(PROMETHEUS) $(E2E_ALERTMANAGER) $(PROMTOOL) $(AMTOOL) ## Build the pinned kube-apiserver, etcd, Prometheus, Alertmanager, promtool and amtool (cached by version).
+
+PODFLOW_BIN   ?= $(BIN_DIR)/podflow
+E2E_RULES_DIR ?= $(CURDIR)/e2e/.cache/rules
+export PODFLOW_BIN E2E_RULES_DIR
+
+# Test-speed rules: the shipped templates rendered with e2e/testdata/rules-values.yaml.
+.PHONY: e2e-rules
+e2e-rules:
+	@mkdir -p $(E2E_RULES_DIR)
+	@rm -f $(E2E_RULES_DIR)/*.rules.yaml
+	@if [ -d rules/cmd/rulegen ]; then $(GO) run ./rules/cmd/rulegen -config e2e/testdata/rules-values.yaml -out $(E2E_RULES_DIR) >/dev/null; fi
+
+# The Prometheus Operator CRDs the manifests need, from the operator's module
+# (example/prometheus-operator-crd) in the Go module cache.
+PROMETHEUS_OPERATOR_VERSION := v0.94.0
+E2E_CRDS = $$($(GO) mod download -json github.com/prometheus-operator/prometheus-operator@$(PROMETHEUS_OPERATOR_VERSION) | sed -n 's/.*"Dir": "\(.*\)",/\1/p')/example/prometheus-operator-crd
+
+.PHONY: e2e
+e2e: build e2e-tools e2e-rules ## End-to-end scenarios on a real kube-apiserver, nodes in network namespaces, Prometheus and Alertmanager (root).
+	@echo ">> e2e: running the scenarios (logs of a failed run are kept; see the last lines)"
+	cd e2e && ALERTMANAGER=$(E2E_ALERTMANAGER) PROMETHEUS_OPERATOR_CRDS=$(E2E_CRDS) $(GO) test -count=1 -timeout 20m -v ./...
+
+TEST_TARGETS += e2e
+
+DEMO_FLAGS ?=
+
+.PHONY: demo
+demo: build e2e-tools e2e-rules ## Run the local sandbox: nodes, pods, podflow, Prometheus, Alertmanager, traffic and a live alert (root; Ctrl-C cleans up).
+	@echo ">> demo: starting the sandbox (Ctrl-C stops it and removes everything)"
+	cd e2e && $(GO) build -o $(BIN_DIR)/podflow-demo ./cmd/demo
+	cd e2e && ALERTMANAGER=$(E2E_ALERTMANAGER) $(BIN_DIR)/podflow-demo -repo $(CURDIR) $(DEMO_FLAGS)

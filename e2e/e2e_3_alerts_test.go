@@ -1,0 +1,154 @@
+package e2e_test
+
+import (
+	"context"
+	"net/netip"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/podflow/podflow/e2e/harness"
+)
+
+// needAlerting skips the test, saying why, when the shipped rules or the
+// shipped Alertmanager configuration are not in the tree.
+func needAlerting(t *testing.T) *harness.Sandbox {
+	t.Helper()
+	s := sandbox(t)
+	if !rulesLoaded {
+		t.Skip("rules/podflow-recording.rules.yaml or E2E_RULES_DIR missing: no rules to evaluate")
+	}
+	if !alertmanagerUp {
+		t.Skip("rules/alertmanager/alertmanager.yml missing: no Alertmanager configuration to route with")
+	}
+	return s
+}
+
+// expectedReceiver asks amtool which receiver the shipped configuration
+// routes an alert with these labels to.
+func expectedReceiver(t *testing.T, labels map[string]string) string {
+	t.Helper()
+	args := []string{"config", "routes", "test", "--config.file=" + filepath.Join(repoRoot, "rules/alertmanager/alertmanager.yml")}
+	keys := make([]string, 0, len(labels))
+	for k := range labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		args = append(args, k+"="+labels[k])
+	}
+	out, err := exec.Command(amtoolBin(), args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("amtool %v: %v: %s", args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func labelsMatch(got map[string]string, want map[string]string) bool {
+	for k, v := range want {
+		if got[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func TestAlertNewCommunication(t *testing.T) {
+	s := needAlerting(t)
+	ctx := context.Background()
+	known := []struct{ src, dst *harness.Pod }{}
+	_ = known
+	// Known pairs, live: they must raise nothing.
+	frontend, debug, db := s.Pod("shop/frontend"), s.Pod("shop/debug"), s.Pod("shop/db")
+	checkoutSvc := s.Services["shop/checkout"]
+	if _, err := s.Env.TCPSink(s.Pod("shop/checkout").NS, 8080, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Env.TCPSink(db.NS, 5432, true); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		if err := harness.TCPExchange(ctx, frontend.NS, netip.AddrPortFrom(checkoutSvc.ClusterIP(4), 80), 2000, true); err != nil {
+			t.Fatal(err)
+		}
+		if err := harness.TCPExchange(ctx, s.Pod("shop/checkout").NS, netip.AddrPortFrom(db.IPv4, 5432), 500, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A new pair between known workloads: debug has only ever talked to
+	// checkout, db only ever heard from checkout and report.
+	if err := harness.TCPExchange(ctx, debug.NS, netip.AddrPortFrom(db.IPv4, 5432), 300, true); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"alertname":             "PodflowNewCommunication",
+		"source_namespace":      "shop",
+		"source_workload":       "debug",
+		"source_kind":           "Pod",
+		"destination_namespace": "shop",
+		"destination_workload":  "db",
+		"destination_kind":      "StatefulSet",
+		"severity":              "warning",
+		"category":              "security",
+	}
+	a, err := s.Env.Hook.Wait(ctx, 3*time.Minute, func(a harness.WebhookAlert) bool { return labelsMatch(a.Labels, want) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := expectedReceiver(t, a.Labels); a.Receiver != r {
+		t.Errorf("PodflowNewCommunication reached receiver %q, the shipped routes say %q", a.Receiver, r)
+	}
+	for _, k := range []string{"summary", "description", "runbook_url"} {
+		if a.Annotations[k] == "" {
+			t.Errorf("PodflowNewCommunication without annotation %s: %v", k, a.Annotations)
+		}
+	}
+	// Known pairs raised nothing, in Prometheus or at the receiver.
+	for _, p := range [][2]string{{"frontend", "checkout"}, {"checkout", "db"}} {
+		q := `ALERTS{alertname=~"PodflowNew.*|PodflowTrafficAnomaly",source_workload="` + p[0] + `",destination_workload="` + p[1] + `"}`
+		res, err := s.Env.Query(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res) != 0 {
+			t.Errorf("known pair %s -> %s raised %v", p[0], p[1], res)
+		}
+		for _, a := range s.Env.Hook.Alerts() {
+			if strings.HasPrefix(a.Labels["alertname"], "PodflowNew") && a.Labels["source_workload"] == p[0] && a.Labels["destination_workload"] == p[1] {
+				t.Errorf("known pair %s -> %s reached the receiver: %v", p[0], p[1], a.Labels)
+			}
+		}
+	}
+}
+
+func TestAlertDenylistedDestination(t *testing.T) {
+	s := needAlerting(t)
+	ctx := context.Background()
+	if _, err := s.Env.UDPSink(s.Env.Fabric, 9001, false); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	// One short exchange is enough.
+	if err := harness.SendUDP(ctx, s.Pod("shop/frontend").NS, netip.AddrPortFrom(harness.OutsideDenyV4, 9001), 1, 64, false); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"alertname":            "PodflowDenylistedDestination",
+		"source_namespace":     "shop",
+		"source_workload":      "frontend",
+		"destination_kind":     "Network",
+		"destination_workload": "denylist-tor",
+		"severity":             "critical",
+	}
+	a, err := s.Env.Hook.Wait(ctx, 2*time.Minute, func(a harness.WebhookAlert) bool { return labelsMatch(a.Labels, want) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("PodflowDenylistedDestination at %s after %v", a.Receiver, a.At.Sub(start).Round(time.Second))
+	if r := expectedReceiver(t, a.Labels); a.Receiver != r {
+		t.Errorf("PodflowDenylistedDestination reached receiver %q, the shipped routes say %q", a.Receiver, r)
+	}
+}
