@@ -28,6 +28,12 @@ type cluster struct {
 
 func newCluster(t *testing.T, cfg Config, objs ...runtime.Object) *cluster {
 	t.Helper()
+	c := &cluster{t: t}
+	c.core, c.meta = newFakeClients(objs...)
+	return c.start(cfg)
+}
+
+func newFakeClients(objs ...runtime.Object) (*fake.Clientset, *metafake.FakeMetadataClient) {
 	var coreObjs, metaObjs []runtime.Object
 	for _, o := range objs {
 		if _, ok := o.(*metav1.PartialObjectMetadata); ok {
@@ -36,12 +42,7 @@ func newCluster(t *testing.T, cfg Config, objs ...runtime.Object) *cluster {
 			coreObjs = append(coreObjs, o)
 		}
 	}
-	c := &cluster{
-		t:    t,
-		core: fake.NewClientset(coreObjs...),
-		meta: metafake.NewSimpleMetadataClient(metaScheme(), metaObjs...),
-	}
-	return c.start(cfg)
+	return fake.NewClientset(coreObjs...), metafake.NewSimpleMetadataClient(metaScheme(), metaObjs...)
 }
 
 func (c *cluster) start(cfg Config) *cluster {

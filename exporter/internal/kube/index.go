@@ -32,7 +32,9 @@ type podState struct {
 }
 
 type index struct {
-	addrs map[netip.Addr]flow.Endpoint
+	// addrs points into podState, serviceInfo and nodeEPs: one endpoint
+	// value per object, however many addresses it has.
+	addrs map[netip.Addr]*flow.Endpoint
 	// inCluster lists the pod and service CIDRs: an address inside them
 	// that no object names is Unknown, not a network.
 	inCluster []netip.Prefix
@@ -48,13 +50,15 @@ type index struct {
 	jobOwner  map[nsName]ownerRef // Job → its controller
 	dependent map[nsName]map[*podState]struct{}
 	workloads map[workloadKey]int // live pods per workload
+	nodeEPs   map[string]*flow.Endpoint
 
 	givenPodCIDRs, serviceCIDRs []netip.Prefix
 }
 
 func newIndex(podCIDRs, serviceCIDRs []netip.Prefix) index {
 	ix := index{
-		addrs:         make(map[netip.Addr]flow.Endpoint),
+		addrs:         make(map[netip.Addr]*flow.Endpoint),
+		nodeEPs:       make(map[string]*flow.Endpoint),
 		pods:          make(map[nsName]*podState),
 		podIPs:        make(map[netip.Addr][]*podState),
 		hostIPs:       make(map[netip.Addr][]*podState),
@@ -112,23 +116,34 @@ func (ix *index) refresh(a netip.Addr) {
 				break
 			}
 		}
-		ix.addrs[a] = best.ep
+		ix.addrs[a] = &best.ep
 		return
 	}
 	if c := ix.svcIPs[a]; len(c) > 0 {
-		s := c[len(c)-1]
-		ix.addrs[a] = flow.Endpoint{Namespace: s.namespace, Workload: s.name, Kind: flow.KindService}
+		ix.addrs[a] = &c[len(c)-1].ep
 		return
 	}
 	if c := ix.nodeIPs[a]; len(c) > 0 {
-		ix.addrs[a] = nodeEndpoint(c[len(c)-1].name)
+		ix.addrs[a] = ix.nodeEP(c[len(c)-1].name)
 		return
 	}
 	if c := ix.hostIPs[a]; len(c) > 0 {
-		ix.addrs[a] = nodeEndpoint(c[len(c)-1].info.node)
+		ix.addrs[a] = ix.nodeEP(c[len(c)-1].info.node)
 		return
 	}
 	delete(ix.addrs, a)
+}
+
+// nodeEP returns the shared endpoint of a node. Node names are few and
+// kept for the life of the process.
+func (ix *index) nodeEP(node string) *flow.Endpoint {
+	ep := ix.nodeEPs[node]
+	if ep == nil {
+		e := nodeEndpoint(node)
+		ep = &e
+		ix.nodeEPs[node] = ep
+	}
+	return ep
 }
 
 func nodeEndpoint(node string) flow.Endpoint {
@@ -279,6 +294,7 @@ func (ix *index) setService(s *serviceInfo) {
 	if old := ix.services[k]; old != nil {
 		ix.unlinkService(old)
 	}
+	s.ep = flow.Endpoint{Namespace: s.namespace, Workload: s.name, Kind: flow.KindService}
 	ix.services[k] = s
 	for _, a := range s.ips {
 		addTo(ix.svcIPs, a, s)

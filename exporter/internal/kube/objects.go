@@ -8,6 +8,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/podflow/podflow/exporter/internal/flow"
 )
 
 // The informers cache these small structs instead of API objects: a
@@ -92,6 +94,7 @@ func (p *podInfo) ownsIPs() bool {
 type serviceInfo struct {
 	objMeta
 	ips []netip.Addr
+	ep  flow.Endpoint // set when indexed
 }
 
 // nodeInfo is what podflow keeps of a node: its addresses and pod CIDRs.

@@ -201,12 +201,13 @@ func (s *Source) Stats() Stats {
 func (s *Source) Lookup(a netip.Addr) (flow.Endpoint, bool) {
 	a = a.Unmap()
 	s.mu.RLock()
-	ep, ok := s.ix.addrs[a]
+	if ep := s.ix.addrs[a]; ep != nil {
+		e := *ep
+		s.mu.RUnlock()
+		return e, true
+	}
 	cidrs := s.ix.inCluster
 	s.mu.RUnlock()
-	if ok {
-		return ep, true
-	}
 	for _, p := range cidrs {
 		if p.Contains(a) {
 			return flow.Endpoint{Kind: flow.KindUnknown}, false

@@ -1,0 +1,149 @@
+package kube
+
+import (
+	"net/netip"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	testingclock "k8s.io/utils/clock/testing"
+
+	"github.com/podflow/podflow/exporter/internal/flow"
+)
+
+type forgetLog struct {
+	mu  sync.Mutex
+	eps []flow.Endpoint
+}
+
+func (f *forgetLog) forget(ep flow.Endpoint) {
+	f.mu.Lock()
+	f.eps = append(f.eps, ep)
+	f.mu.Unlock()
+}
+
+func (f *forgetLog) take() []flow.Endpoint {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := f.eps
+	f.eps = nil
+	return out
+}
+
+// step advances the clock and waits until exactly want was forgotten.
+func (f *forgetLog) expectAfter(t *testing.T, clk *testingclock.FakeClock, d time.Duration, want ...flow.Endpoint) {
+	t.Helper()
+	clk.Step(d)
+	var got []flow.Endpoint
+	deadline := time.Now().Add(5 * time.Second)
+	for len(got) < len(want) && time.Now().Before(deadline) {
+		got = append(got, f.take()...)
+		time.Sleep(2 * time.Millisecond)
+	}
+	// Timers fire on their own goroutines; give a stray one a moment.
+	time.Sleep(20 * time.Millisecond)
+	got = append(got, f.take()...)
+	sortEPs(got)
+	sortEPs(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("after %v forgotten %+v, want %+v", d, got, want)
+	}
+}
+
+func sortEPs(eps []flow.Endpoint) {
+	slices.SortFunc(eps, func(a, b flow.Endpoint) int {
+		if a.Workload+a.Pod < b.Workload+b.Pod {
+			return -1
+		}
+		if a.Workload+a.Pod > b.Workload+b.Pod {
+			return 1
+		}
+		return 0
+	})
+}
+
+func TestDeletionGrace(t *testing.T) {
+	for _, podLabels := range []bool{false, true} {
+		name := "workload granularity"
+		if podLabels {
+			name = "pod labels"
+		}
+		t.Run(name, func(t *testing.T) {
+			clk := testingclock.NewFakeClock(time.Now())
+			var log forgetLog
+			c := newCluster(t, Config{Forget: log.forget, DeletionGrace: time.Minute, PodLabels: podLabels, Clock: clk, PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}},
+				replicaSet("shop", "web-5f7", ref("Deployment", "web")),
+				pod("shop", "web-5f7-a", "n1", []string{"10.244.1.10"}, owned("ReplicaSet", "web-5f7")),
+				pod("shop", "web-5f7-b", "n2", []string{"10.244.2.10"}, owned("ReplicaSet", "web-5f7")),
+				pod("data", "db-0", "n2", []string{"10.244.2.20"}, owned("StatefulSet", "db")),
+				service("shop", "web", "10.96.0.10"),
+			)
+			pods := c.core.CoreV1().Pods("shop")
+			web := flow.Endpoint{Namespace: "shop", Workload: "web", Kind: flow.KindDeployment}
+			webA, webB := web, web
+			webA.Pod, webB.Pod = "web-5f7-a", "web-5f7-b"
+
+			// One of two pods goes: its workload lives on.
+			if err := pods.Delete(ctx, "web-5f7-a", metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			c.expect("10.244.1.10", flow.Endpoint{}, false)
+			log.expectAfter(t, clk, 59*time.Second)
+			if podLabels {
+				log.expectAfter(t, clk, time.Second, webA)
+			} else {
+				log.expectAfter(t, clk, time.Second)
+			}
+
+			// The last pod goes; a new one starts within the grace period:
+			// the workload stays.
+			if err := pods.Delete(ctx, "web-5f7-b", metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			c.expect("10.244.2.10", flow.Endpoint{}, false)
+			if _, err := pods.Create(ctx, pod("shop", "web-5f7-c", "n1", []string{"10.244.1.11"}, owned("ReplicaSet", "web-5f7")), metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			c.expect("10.244.1.11", flow.Endpoint{Namespace: "shop", Workload: "web", Kind: flow.KindDeployment, Pod: "web-5f7-c", Node: "n1"}, true)
+			if podLabels {
+				log.expectAfter(t, clk, time.Minute, webB)
+			} else {
+				log.expectAfter(t, clk, time.Minute)
+			}
+
+			// The last pod goes for good: the workload goes after the grace.
+			if err := pods.Delete(ctx, "web-5f7-c", metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			c.expect("10.244.1.11", flow.Endpoint{}, false)
+			webC := web
+			webC.Pod = "web-5f7-c"
+			if podLabels {
+				log.expectAfter(t, clk, time.Minute, web, webC)
+			} else {
+				log.expectAfter(t, clk, time.Minute, web)
+			}
+
+			// A StatefulSet pod re-created under its name keeps its series.
+			dbPods := c.core.CoreV1().Pods("data")
+			if err := dbPods.Delete(ctx, "db-0", metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			c.expect("10.244.2.20", flow.Endpoint{}, false)
+			if _, err := dbPods.Create(ctx, pod("data", "db-0", "n1", []string{"10.244.1.20"}, owned("StatefulSet", "db"), uid("db-0-new")), metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			c.expect("10.244.1.20", flow.Endpoint{Namespace: "data", Workload: "db", Kind: flow.KindStatefulSet, Pod: "db-0", Node: "n1"}, true)
+			log.expectAfter(t, clk, time.Minute)
+
+			// A deleted Service is forgotten too.
+			if err := c.core.CoreV1().Services("shop").Delete(ctx, "web", metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			c.expect("10.96.0.10", flow.Endpoint{Kind: flow.KindNetwork, Workload: "private"}, true)
+			log.expectAfter(t, clk, time.Minute, flow.Endpoint{Namespace: "shop", Workload: "web", Kind: flow.KindService})
+		})
+	}
+}
