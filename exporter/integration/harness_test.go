@@ -363,3 +363,5 @@ func (d *daemon) conntrack() bool {
 	}
 	return false
 }
+
+func waitABit() { time.Sleep(100 * time.Millisecond) }
