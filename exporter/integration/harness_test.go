@@ -61,7 +61,7 @@ func podflowBinary(t *testing.T) string {
 		cmd := exec.Command("go", "build", "-o", binary, "github.com/podflow/podflow/exporter/cmd/podflow")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v: %s", err, out)
+			buildErr = fmt.Errorf("go build: %w: %s", err, out)
 		}
 	})
 	if buildErr != nil {

@@ -91,7 +91,7 @@ func New(cfg Config) *Table {
 
 // Add counts one packet, scaled by the sampling rate (scale packets of
 // which one was logged; 0 counts as 1).
-func (t *Table) Add(key flow.Key, dir flow.Direction, bytes uint32, newConn bool, scale uint32) {
+func (t *Table) Add(key flow.Key, dir flow.Direction, bytes uint32, newConn bool, scale uint32) { //nolint:gocritic // by value for callers' convenience; the packet path uses AddBatch
 	now := t.cfg.Now().UnixNano()
 	t.mu.Lock()
 	t.add(now, &key, dir, bytes, newConn, scaleOf(scale))

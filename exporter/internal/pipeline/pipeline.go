@@ -126,13 +126,14 @@ func (p *Pipeline) Handle(rec *flow.Record) {
 	p.curMu.Unlock()
 }
 
-// handOff queues b and returns an empty batch; with the queue full it
-// drops b's packets and returns b emptied. Called with curMu held.
+// handOff queues the full batch b and returns an empty batch; with the
+// queue full it drops b's packets and returns b emptied. Called with
+// curMu held.
 func (p *Pipeline) handOff(b *batch) *batch {
 	select {
 	case p.queue <- b:
 	default:
-		p.queueFull.Add(uint64(b.n))
+		p.queueFull.Add(BatchSize)
 		b.n = 0
 		return b
 	}
