@@ -108,7 +108,7 @@ func BenchmarkLookup(b *testing.B) {
 	s.ix.inCluster = []netip.Prefix{netip.MustParsePrefix("10.64.0.0/10")}
 	addrs := make([]netip.Addr, 1024)
 	for i := range addrs {
-		addrs[i] = netip.AddrFrom4([4]byte{10, byte(64 + (i*48) >> 16), byte(i * 48 >> 8), byte(i * 48)})
+		addrs[i] = netip.AddrFrom4([4]byte{10, byte(64 + (i*48)>>16), byte(i * 48 >> 8), byte(i * 48)})
 	}
 	b.Run("pod", func(b *testing.B) {
 		b.ReportAllocs()

@@ -7,11 +7,16 @@ import (
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
 )
 
 // New builds a Source that talks to the API server named by kubeconfig,
 // or, when kubeconfig is empty, to the cluster podflow runs in.
 func New(cfg Config, kubeconfig string) (*Source, error) {
+	if cfg.Logger != nil {
+		// client-go logs through klog; send it where podflow logs.
+		klog.SetSlogLogger(cfg.Logger)
+	}
 	rc, err := restConfig(kubeconfig)
 	if err != nil {
 		return nil, err

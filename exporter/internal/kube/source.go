@@ -133,10 +133,9 @@ func NewWithClients(cfg Config, core kubernetes.Interface, meta metadata.Interfa
 			return nil, err
 		}
 		res := resourceNames[r]
-		if err := inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, refl *cache.Reflector, err error) {
+		if err := inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
 			s.errors[r].Add(1)
 			s.logger.Warn("Kubernetes list/watch failed; answering from the last known state", "resource", res, "err", err)
-			cache.DefaultWatchErrorHandler(ctx, refl, err)
 		}); err != nil {
 			return nil, err
 		}
