@@ -103,16 +103,18 @@ func parseConfig(args []string) (*Config, error) {
 	if _, err := app.Parse(args); err != nil {
 		return nil, fmt.Errorf("%w (see --help)", nameFlag(app, args, err))
 	}
-	return cfg, cfg.Validate()
+	err := cfg.Validate()
+	return cfg, err
 }
 
 // Validate checks every setting and fills the derived fields. It reads
 // nothing from the kernel.
 func (c *Config) Validate() error {
 	var errs []error
-	c.Capture.BufferSize = uint32(c.nflogBufferSize)
 	if c.nflogBufferSize < 0 || c.nflogBufferSize > 1<<31 {
 		errs = append(errs, fmt.Errorf("--nflog.buffer-size %v: out of range", c.nflogBufferSize))
+	} else {
+		c.Capture.BufferSize = uint32(c.nflogBufferSize) //nolint:gosec // checked just above
 	}
 	c.Capture.ReadBuffer = int(c.nflogReadBuffer)
 	if c.nflogReadBuffer <= 0 || c.nflogReadBuffer > 1<<31 {
