@@ -35,3 +35,9 @@ bench: ## Benchmarks of the exporter's packages: ns/op, allocs/op, bytes per ser
 fuzz-capture: ## Fuzz the NFLOG batch parser briefly (FUZZTIME, default 20s).
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(or $(FUZZTIME),20s) ./exporter/internal/capture
 fuzz: fuzz-capture
+
+.PHONY: bench-system
+bench-system: ## System benchmark of capture (root): forwarded vs counted packets, CPU µs per packet and drain rate, podflow vs bare go-nflog.
+	mkdir -p $(BIN_DIR)
+	$(GO) build -o $(BIN_DIR)/podflow-sysbench ./exporter/internal/capture/sysbench
+	$(BIN_DIR)/podflow-sysbench $(BENCH_SYSTEM_FLAGS)

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -322,6 +323,11 @@ func (r *Reader) session(ctx context.Context, h Handler) (bool, error) {
 		}
 		r.p.parse(r.buf[:n], h)
 		r.publish()
+		// While a backlog drains, reads never block; yielding once per
+		// batch lets a consumer goroutine on the same core (the
+		// pipeline's aggregator) keep pace instead of waiting for
+		// preemption while its queue overflows.
+		runtime.Gosched()
 	}
 }
 

@@ -1,0 +1,475 @@
+// Command sysbench is podflow's system benchmark of the capture path
+// (make bench-system, as root). It builds a forwarding topology of
+// network namespaces, generator -> router -> sink, installs podflow's
+// table in the router and measures, at fixed offered rates, how many
+// forwarded packets podflow's reader and pipeline count and how much CPU
+// they spend per packet, next to a bare go-nflog reader on the same group;
+// then the drain rate from a full socket buffer. It removes its
+// namespaces on every exit.
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/podflow/podflow/exporter/internal/capture/netnstest"
+	"github.com/podflow/podflow/exporter/internal/nft"
+)
+
+func main() { os.Exit(run(os.Args[1:])) }
+
+func run(args []string) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "gen":
+			return gen(args[1:])
+		case "consume":
+			return consume(args[1:])
+		}
+	}
+	fs := flag.NewFlagSet("sysbench", flag.ContinueOnError)
+	rates := fs.String("rates", "25000,50000,100000,max", "offered rates in packets per second, comma-separated; max sends as fast as possible")
+	duration := fs.Duration("duration", 5*time.Second, "how long each rate is offered")
+	burst := fs.Uint64("burst", 500000, "packets logged while the consumer is stopped, for the drain rate; 0 skips it")
+	modes := fs.String("modes", "podflow,gonflog", "consumers to measure: podflow (capture and pipeline), gonflog (bare go-nflog reader)")
+	smoke := fs.Uint64("smoke", 0, "instead of measuring, send this many packets at a trivially low rate and check podflow counts each once")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	self, err := os.Executable()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	b, err := newBench(self, *smoke == 0)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "sysbench:", err)
+		return 1
+	}
+	defer b.close()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sig
+		b.close()
+		os.Exit(1)
+	}()
+	if *smoke > 0 {
+		if err := b.smoke(*smoke); err != nil {
+			fmt.Fprintln(os.Stderr, "sysbench smoke:", err)
+			return 1
+		}
+		fmt.Printf("smoke: %d packets forwarded, %d counted once each\n", *smoke, *smoke)
+		return 0
+	}
+	if err := b.measure(strings.Split(*rates, ","), strings.Split(*modes, ","), *duration, *burst); err != nil {
+		fmt.Fprintln(os.Stderr, "sysbench:", err)
+		return 1
+	}
+	return 0
+}
+
+const group = 100
+
+type bench struct {
+	self           string
+	pin            bool
+	gen, rt, sink  *netnstest.NS
+	table          *nft.Table
+	mu             sync.Mutex
+	children       []*exec.Cmd
+	closed         bool
+	forwardCounter *regexp.Regexp
+}
+
+func newBench(self string, pin bool) (*bench, error) {
+	if os.Geteuid() != 0 {
+		return nil, errors.New("needs root: it creates network namespaces and nftables tables")
+	}
+	b := &bench{self: self, forwardCounter: regexp.MustCompile(`packets (\d+)`)}
+	if _, err := exec.LookPath("taskset"); err == nil && pin && runtime.NumCPU() >= 2 {
+		b.pin = true
+	}
+	var err error
+	defer func() {
+		if err != nil {
+			b.close()
+		}
+	}()
+	for _, p := range []**netnstest.NS{&b.gen, &b.rt, &b.sink} {
+		if *p, err = netnstest.Create("pfbs-"); err != nil {
+			return nil, err
+		}
+	}
+	if err = netnstest.Link(b.gen, "g0", []string{"10.245.1.2/24"}, b.rt, "r1", []string{"10.245.1.1/24"}); err != nil {
+		return nil, err
+	}
+	if err = netnstest.Link(b.rt, "r2", []string{"10.245.2.1/24"}, b.sink, "s0", []string{"10.245.2.2/24"}); err != nil {
+		return nil, err
+	}
+	steps := []struct {
+		ns   *netnstest.NS
+		args []string
+	}{
+		{b.gen, []string{"ip", "route", "add", "10.245.0.0/16", "via", "10.245.1.1"}},
+		{b.sink, []string{"ip", "route", "add", "10.245.0.0/16", "via", "10.245.2.1"}},
+		{b.rt, []string{"sysctl", "-q", "-w", "net.ipv4.ip_forward=1"}},
+		// The sink drops the datagrams before they reach a socket, so
+		// that it sends no ICMP back; the router counts what it forwards.
+		{b.sink, []string{"nft", "add table inet pfbssink; add chain inet pfbssink pre { type filter hook prerouting priority 0; }; add rule inet pfbssink pre udp dport 9000-9063 counter drop"}},
+		{b.rt, []string{"nft", "add table inet pfbsstat; add counter inet pfbsstat forwarded; add chain inet pfbsstat post { type filter hook postrouting priority 0; }; add rule inet pfbsstat post ip daddr 10.245.2.2 udp dport 9000-9063 counter name forwarded"}},
+	}
+	for _, ns := range []*netnstest.NS{b.gen, b.rt, b.sink} {
+		// IPv4 only: no multicast listener reports among the counts.
+		steps = append(steps, struct {
+			ns   *netnstest.NS
+			args []string
+		}{ns, []string{"sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"}})
+	}
+	for _, s := range steps {
+		if _, err = s.ns.Run(s.args...); err != nil {
+			return nil, err
+		}
+	}
+	cfg := nft.DefaultConfig()
+	cfg.Group = group
+	cfg.NetNS = b.rt.FD
+	b.table = nft.New(cfg, nil)
+	if err = b.table.Install(); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// close stops every child and removes the namespaces; it is idempotent.
+func (b *bench) close() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return
+	}
+	b.closed = true
+	for _, c := range b.children {
+		if c.Process != nil && c.ProcessState == nil {
+			_ = c.Process.Signal(syscall.SIGCONT)
+			_ = c.Process.Kill()
+		}
+	}
+	if b.table != nil {
+		_ = b.table.Delete()
+	}
+	for _, ns := range []*netnstest.NS{b.gen, b.rt, b.sink} {
+		if ns != nil {
+			ns.Close()
+		}
+	}
+}
+
+func (b *bench) command(ns *netnstest.NS, cpu string, args ...string) *exec.Cmd {
+	full := []string{b.self}
+	if b.pin {
+		full = []string{"taskset", "-c", cpu, b.self}
+	}
+	return ns.Command(append(full, args...)...)
+}
+
+func (b *bench) forwarded() (uint64, error) {
+	out, err := b.rt.Run("nft", "list", "counter", "inet", "pfbsstat", "forwarded")
+	if err != nil {
+		return 0, err
+	}
+	m := b.forwardCounter.FindStringSubmatch(out)
+	if m == nil {
+		return 0, fmt.Errorf("no packet count in %q", out)
+	}
+	return strconv.ParseUint(m[1], 10, 64)
+}
+
+func (b *bench) generate(rate int, count uint64, d time.Duration) (genResult, error) {
+	var res genResult
+	cmd := b.command(b.gen, "0", "gen", "-dst", "10.245.2.2", "-rate", strconv.Itoa(rate), "-count", strconv.FormatUint(count, 10), "-duration", d.String())
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return res, fmt.Errorf("generator: %w", err)
+	}
+	return res, json.Unmarshal(out, &res)
+}
+
+type consumer struct {
+	cmd *exec.Cmd
+	in  io.WriteCloser
+	out *bufio.Scanner
+}
+
+func (b *bench) startConsumer(mode string, rcvbuf int) (*consumer, error) {
+	cmd := b.command(b.rt, "1", "consume", "-mode", mode, "-group", strconv.Itoa(group), "-rcvbuf", strconv.Itoa(rcvbuf))
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil, errors.New("closed")
+	}
+	if err := cmd.Start(); err != nil {
+		b.mu.Unlock()
+		return nil, err
+	}
+	b.children = append(b.children, cmd)
+	b.mu.Unlock()
+	c := &consumer{cmd: cmd, in: in, out: bufio.NewScanner(out)}
+	var ready report
+	if err := c.read(&ready); err != nil || !ready.Ready {
+		c.stop()
+		return nil, fmt.Errorf("consumer %s did not get ready: %v", mode, err)
+	}
+	return c, nil
+}
+
+func (c *consumer) read(r *report) error {
+	if !c.out.Scan() {
+		return fmt.Errorf("consumer exited: %v", c.out.Err())
+	}
+	return json.Unmarshal(c.out.Bytes(), r)
+}
+
+func (c *consumer) report() (report, error) {
+	var r report
+	if _, err := io.WriteString(c.in, "report\n"); err != nil {
+		return r, err
+	}
+	return r, c.read(&r)
+}
+
+func (c *consumer) stop() {
+	_ = c.in.Close()
+	done := make(chan struct{})
+	go func() { _ = c.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// settle is longer than the NFLOG flush timeout and the pipeline's
+// partial-batch flush, so that every logged packet has been counted.
+const settle = 1500 * time.Millisecond
+
+type point struct {
+	mode                 string
+	offered              string
+	sent, forwarded      uint64
+	pps                  float64
+	received, counted    uint64
+	lost, overruns, full uint64
+	cpuMicros            int64
+	wall                 time.Duration
+}
+
+func (b *bench) steady(mode, rate string, d time.Duration) (point, error) {
+	p := point{mode: mode, offered: rate}
+	r, count := 0, uint64(0)
+	if rate != "max" {
+		n, err := strconv.Atoi(rate)
+		if err != nil {
+			return p, fmt.Errorf("rate %q: %w", rate, err)
+		}
+		r, count = n, uint64(float64(n)*d.Seconds())
+	}
+	c, err := b.startConsumer(mode, 8<<20)
+	if err != nil {
+		return p, err
+	}
+	defer c.stop()
+	f0, err := b.forwarded()
+	if err != nil {
+		return p, err
+	}
+	r0, err := c.report()
+	if err != nil {
+		return p, err
+	}
+	start := time.Now()
+	g, err := b.generate(r, count, d)
+	if err != nil {
+		return p, err
+	}
+	time.Sleep(settle)
+	r1, err := c.report()
+	if err != nil {
+		return p, err
+	}
+	p.wall = time.Since(start)
+	f1, err := b.forwarded()
+	if err != nil {
+		return p, err
+	}
+	p.sent, p.pps = g.Sent, float64(g.Sent)/g.Seconds
+	p.forwarded = f1 - f0
+	p.received, p.counted = r1.Received-r0.Received, r1.Counted-r0.Counted
+	p.lost, p.overruns, p.full = r1.Lost-r0.Lost, r1.Overruns-r0.Overruns, r1.QueueFull-r0.QueueFull
+	p.cpuMicros = r1.CPUMicros - r0.CPUMicros
+	return p, nil
+}
+
+type drain struct {
+	mode                      string
+	logged, received, counted uint64
+	lost, overruns, full      uint64
+	cpuMicros                 int64
+}
+
+func (b *bench) drain(mode string, burst uint64) (drain, error) {
+	dr := drain{mode: mode}
+	c, err := b.startConsumer(mode, 256<<20)
+	if err != nil {
+		return dr, err
+	}
+	defer c.stop()
+	r0, err := c.report()
+	if err != nil {
+		return dr, err
+	}
+	f0, err := b.forwarded()
+	if err != nil {
+		return dr, err
+	}
+	if err := c.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		return dr, err
+	}
+	if _, err := b.generate(0, burst, time.Minute); err != nil {
+		_ = c.cmd.Process.Signal(syscall.SIGCONT)
+		return dr, err
+	}
+	time.Sleep(settle)
+	f1, err := b.forwarded()
+	if err != nil {
+		return dr, err
+	}
+	if err := c.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		return dr, err
+	}
+	// Wait until the consumer has drained its buffer: no progress for
+	// three polls in a row.
+	var last report
+	for still := 0; still < 3; {
+		time.Sleep(200 * time.Millisecond)
+		r, err := c.report()
+		if err != nil {
+			return dr, err
+		}
+		if r.Received == last.Received && r.Counted == last.Counted {
+			still++
+		} else {
+			still = 0
+		}
+		last = r
+	}
+	dr.logged = f1 - f0
+	dr.received, dr.counted = last.Received-r0.Received, last.Counted-r0.Counted
+	dr.lost, dr.overruns, dr.full = last.Lost-r0.Lost, last.Overruns-r0.Overruns, last.QueueFull-r0.QueueFull
+	dr.cpuMicros = last.CPUMicros - r0.CPUMicros
+	return dr, nil
+}
+
+func (b *bench) measure(rates, modes []string, d time.Duration, burst uint64) error {
+	fmt.Printf("podflow system benchmark: generator -> router (table inet podflow, NFLOG group %d, queue threshold 16, snaplen 128) -> sink\n", group)
+	fmt.Printf("46-byte UDP packets on 64 flows, %v per rate; generator pinned to CPU0 and consumer to CPU1: %v; %d CPUs\n\n", d, b.pin, runtime.NumCPU())
+	var points []point
+	for i, rate := range rates {
+		order := modes
+		if i%2 == 1 { // alternate which consumer goes first
+			order = append([]string(nil), modes...)
+			for l, r := 0, len(order)-1; l < r; l, r = l+1, r-1 {
+				order[l], order[r] = order[r], order[l]
+			}
+		}
+		for _, mode := range order {
+			p, err := b.steady(mode, strings.TrimSpace(rate), d)
+			if err != nil {
+				return fmt.Errorf("%s at %s: %w", mode, rate, err)
+			}
+			points = append(points, p)
+			fmt.Fprintf(os.Stderr, "  %s at %s: forwarded %d, counted %d\n", mode, rate, p.forwarded, p.counted)
+		}
+	}
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "consumer\toffered\tachieved pps\tforwarded\treceived\tcounted\tmissing\tloss %\tseq lost\tENOBUFS\tqueue full\tCPU µs/pkt\tCPU % of a core\t")
+	for _, p := range points {
+		missing := int64(p.forwarded) - int64(p.counted)
+		fmt.Fprintf(w, "%s\t%s\t%.0f\t%d\t%d\t%d\t%d\t%.3f\t%d\t%d\t%d\t%.2f\t%.1f\t\n",
+			p.mode, p.offered, p.pps, p.forwarded, p.received, p.counted, missing,
+			100*float64(missing)/float64(max(p.forwarded, 1)), p.lost, p.overruns, p.full,
+			float64(p.cpuMicros)/float64(max(p.received, 1)), 100*float64(p.cpuMicros)/float64(p.wall.Microseconds()))
+	}
+	_ = w.Flush()
+	if burst == 0 {
+		return nil
+	}
+	fmt.Printf("\ndrain from a full buffer: consumer stopped (SIGSTOP) while %d packets are logged into a 256 MiB socket buffer, then resumed\n", burst)
+	w = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "consumer\tlogged\treceived\tcounted\tseq lost\tENOBUFS\tqueue full\tCPU s\tpackets per CPU second\t")
+	for _, mode := range modes {
+		dr, err := b.drain(mode, burst)
+		if err != nil {
+			return fmt.Errorf("%s drain: %w", mode, err)
+		}
+		fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%.3f\t%.0f\t\n", dr.mode, dr.logged, dr.received, dr.counted, dr.lost, dr.overruns, dr.full,
+			float64(dr.cpuMicros)/1e6, float64(dr.received)/(float64(max(dr.cpuMicros, 1))/1e6))
+	}
+	return w.Flush()
+}
+
+// smoke sends n packets at a rate so low that nothing may be lost and
+// checks that podflow counted each forwarded packet exactly once.
+func (b *bench) smoke(n uint64) error {
+	c, err := b.startConsumer("podflow", 8<<20)
+	if err != nil {
+		return err
+	}
+	defer c.stop()
+	if _, err := b.generate(2000, n, time.Minute); err != nil {
+		return err
+	}
+	f, err := b.forwarded()
+	if err != nil {
+		return err
+	}
+	var r report
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if r, err = c.report(); err != nil {
+			return err
+		}
+		if r.Counted >= n {
+			break
+		}
+	}
+	if f != n || r.Received != n || r.Counted != n || r.Lost != 0 {
+		return fmt.Errorf("sent %d: forwarded %d, received %d, counted %d, lost %d; want all equal and nothing lost", n, f, r.Received, r.Counted, r.Lost)
+	}
+	return nil
+}

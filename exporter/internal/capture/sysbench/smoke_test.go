@@ -1,0 +1,30 @@
+package main
+
+import (
+	"os"
+	"testing"
+
+	"github.com/podflow/podflow/exporter/internal/capture/netnstest"
+)
+
+// TestMain lets the benchmark re-execute the test binary as its generator
+// and consumer, as it does with its own binary.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && (os.Args[1] == "gen" || os.Args[1] == "consume") {
+		os.Exit(run(os.Args[1:]))
+	}
+	os.Exit(m.Run())
+}
+
+// TestSmoke runs the whole benchmark topology at a rate too low to lose
+// anything and checks that podflow counts every forwarded packet once.
+// It asserts counts, not timings.
+func TestSmoke(t *testing.T) {
+	netnstest.RequireRoot(t)
+	if testing.Short() {
+		t.Skip("skipped in -short mode")
+	}
+	if code := run([]string{"-smoke", "1000"}); code != 0 {
+		t.Fatalf("sysbench -smoke 1000 exited %d", code)
+	}
+}
