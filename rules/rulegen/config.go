@@ -256,8 +256,8 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	for i, p := range c.ExpectedPairs {
-		fields := p.fields()
+	for i := range c.ExpectedPairs {
+		fields := c.ExpectedPairs[i].fields()
 		empty := true
 		for _, f := range fields {
 			if f.value != "" {
@@ -300,7 +300,7 @@ func (c *Config) Validate() error {
 
 type matchField struct{ label, value string }
 
-func (p PairMatch) fields() []matchField {
+func (p *PairMatch) fields() []matchField {
 	return []matchField{
 		{"source_namespace", p.SourceNamespace},
 		{"source_workload", p.SourceWorkload},

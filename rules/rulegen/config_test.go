@@ -16,7 +16,7 @@ func TestParseKeepsDefaultsForOmittedKeys(t *testing.T) {
 	if c.Learning.Workload.String() != "1d" || c.PortScan.Min != 50 || c.PortScan.Window.String() != "15m" {
 		t.Errorf("defaults lost: %+v %+v", c.Learning, c.PortScan)
 	}
-	files, err := Render(c)
+	files, err := Render(&c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,12 +61,13 @@ func TestDurationRoundTrip(t *testing.T) {
 }
 
 func TestRenderIsDeterministic(t *testing.T) {
-	a, err := Render(Default())
+	d := Default()
+	a, err := Render(&d)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for range 5 {
-		b, _ := Render(Default())
+		b, _ := Render(&d)
 		for name := range a {
 			if string(a[name]) != string(b[name]) {
 				t.Fatalf("%s differs between two renders", name)

@@ -19,7 +19,7 @@ func TestCommittedFilesMatchRender(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		files, err := Render(c)
+		files, err := Render(&c)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -55,11 +55,11 @@ type seasonalTerm struct {
 }
 
 // Render returns the rule files for the values, keyed by file name.
-func Render(c Config) (map[string][]byte, error) {
+func Render(c *Config) (map[string][]byte, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	v := view{Config: c}
+	v := view{Config: *c}
 	agg := c.AggregationLabels
 	v.Agg = strings.Join(agg, ", ")
 	v.Src = join(agg, sourceLabels)
@@ -143,7 +143,8 @@ func expectedClause(pairs []PairMatch, on string) string {
 		return ""
 	}
 	var alts []string
-	for _, p := range pairs {
+	for i := range pairs {
+		p := &pairs[i]
 		var m []string
 		for _, f := range p.fields() {
 			if f.value != "" {

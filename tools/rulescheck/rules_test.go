@@ -60,7 +60,7 @@ var foreignMetrics = []string{
 
 const fastGroup = "podflow.workload-pair"
 
-var promql = parser.NewParser(parser.Options{})
+var promqlParser = parser.NewParser(parser.Options{})
 
 type rule struct {
 	file, group string
@@ -81,13 +81,13 @@ func loadRules(t *testing.T, files ...string) []rule {
 	t.Helper()
 	var out []rule
 	for _, f := range files {
-		groups, errs := rulefmt.ParseFile(filepath.Join(root, f), false, model.UTF8Validation, promql, slog.New(slog.DiscardHandler))
+		groups, errs := rulefmt.ParseFile(filepath.Join(root, f), false, model.UTF8Validation, promqlParser, slog.New(slog.DiscardHandler))
 		if len(errs) > 0 {
 			t.Fatalf("%s: %v", f, errs)
 		}
 		for _, g := range groups.Groups {
 			for _, r := range g.Rules {
-				expr, err := promql.ParseExpr(r.Expr)
+				expr, err := promqlParser.ParseExpr(r.Expr)
 				if err != nil {
 					t.Fatalf("%s: %s: %v", f, g.Name, err)
 				}

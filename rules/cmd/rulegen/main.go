@@ -26,12 +26,12 @@ func run() int {
 		fmt.Fprintf(os.Stderr, "rulegen: %s: %v\n", *config, err)
 		return 1
 	}
-	files, err := rulegen.Render(c)
+	files, err := rulegen.Render(&c)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "rulegen: %v\n", err)
 		return 1
 	}
-	if err := os.MkdirAll(*out, 0o755); err != nil {
+	if err := os.MkdirAll(*out, 0o755); err != nil { //nolint:gosec // Prometheus reads the rule files
 		fmt.Fprintf(os.Stderr, "rulegen: %v\n", err)
 		return 1
 	}
@@ -42,7 +42,7 @@ func run() int {
 	slices.Sort(names)
 	for _, name := range names {
 		path := filepath.Join(*out, name)
-		if err := os.WriteFile(path, files[name], 0o644); err != nil {
+		if err := os.WriteFile(path, files[name], 0o644); err != nil { //nolint:gosec // Prometheus reads the rule files
 			fmt.Fprintf(os.Stderr, "rulegen: %v\n", err)
 			return 1
 		}
