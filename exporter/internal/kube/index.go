@@ -17,6 +17,11 @@ import (
 
 type nsName struct{ namespace, name string }
 
+type nodeCIDR struct {
+	prefix netip.Prefix
+	node   string
+}
+
 // workloadKey names a workload: the series that Forget removes at
 // workload granularity.
 type workloadKey struct {
@@ -38,6 +43,9 @@ type index struct {
 	// inCluster lists the pod and service CIDRs: an address inside them
 	// that no object names is Unknown, not a network.
 	inCluster []netip.Prefix
+	// nodeCIDRs are the nodes' pod CIDRs: they tell which node an unknown
+	// pod address lives on.
+	nodeCIDRs []nodeCIDR
 
 	pods      map[nsName]*podState
 	podIPs    map[netip.Addr][]*podState // pods that own the address
@@ -89,13 +97,18 @@ func masked(ps []netip.Prefix) []netip.Prefix {
 // or else every node's spec.podCIDRs, plus the service CIDRs. The slice is
 // replaced, never modified, so a reader holding the old one stays valid.
 func (ix *index) rebuildCIDRs() {
+	var nodeCIDRs []nodeCIDR
+	for _, n := range ix.nodes {
+		for _, p := range n.podCIDRs {
+			nodeCIDRs = append(nodeCIDRs, nodeCIDR{p, n.name})
+		}
+	}
+	ix.nodeCIDRs = nodeCIDRs
 	cidrs := slices.Clone(ix.givenPodCIDRs)
 	if len(cidrs) == 0 {
-		for _, n := range ix.nodes {
-			for _, p := range n.podCIDRs {
-				if !slices.Contains(cidrs, p) {
-					cidrs = append(cidrs, p)
-				}
+		for _, nc := range nodeCIDRs {
+			if !slices.Contains(cidrs, nc.prefix) {
+				cidrs = append(cidrs, nc.prefix)
 			}
 		}
 	}

@@ -195,8 +195,10 @@ func (s *Source) Stats() Stats {
 }
 
 // Lookup returns the endpoint an address names. It reports false for an
-// address inside the cluster's CIDRs that no object names (kind Unknown);
-// an address outside them is a network. It does not allocate.
+// address inside the cluster's CIDRs that no object names: the endpoint
+// is then of kind Unknown, with Node set when the address lies in a
+// node's pod CIDR. An address outside the CIDRs is a network. It does not
+// allocate.
 func (s *Source) Lookup(a netip.Addr) (flow.Endpoint, bool) {
 	a = a.Unmap()
 	s.mu.RLock()
@@ -205,11 +207,18 @@ func (s *Source) Lookup(a netip.Addr) (flow.Endpoint, bool) {
 		s.mu.RUnlock()
 		return e, true
 	}
-	cidrs := s.ix.inCluster
+	cidrs, nodeCIDRs := s.ix.inCluster, s.ix.nodeCIDRs
 	s.mu.RUnlock()
 	for _, p := range cidrs {
 		if p.Contains(a) {
-			return flow.Endpoint{Kind: flow.KindUnknown}, false
+			ep := flow.Endpoint{Kind: flow.KindUnknown}
+			for _, nc := range nodeCIDRs {
+				if nc.prefix.Contains(a) {
+					ep.Node = nc.node
+					break
+				}
+			}
+			return ep, false
 		}
 	}
 	return flow.Endpoint{Kind: flow.KindNetwork, Workload: s.classify(a)}, true

@@ -188,8 +188,8 @@ func TestClusterCIDRs(t *testing.T) {
 		c := newCluster(t, Config{ServiceCIDRs: []netip.Prefix{netip.MustParsePrefix("10.96.0.0/12")}, Networks: nets},
 			node("n1", []string{"10.244.1.0/24", "fd00:10:244:1::/64"}, "192.168.0.1"),
 		)
-		c.expect("10.244.1.99", flow.Endpoint{}, false)
-		c.expect("fd00:10:244:1::99", flow.Endpoint{}, false)
+		c.expect("10.244.1.99", flow.Endpoint{Node: "n1"}, false)
+		c.expect("fd00:10:244:1::99", flow.Endpoint{Node: "n1"}, false)
 		c.expect("10.96.0.99", flow.Endpoint{}, false)
 		c.expect("10.244.2.99", flow.Endpoint{Kind: flow.KindNetwork, Workload: "internet"}, true)
 		c.expect("172.20.0.1", flow.Endpoint{Kind: flow.KindNetwork, Workload: "corp"}, true)
@@ -198,7 +198,7 @@ func TestClusterCIDRs(t *testing.T) {
 		if _, err := c.core.CoreV1().Nodes().Create(ctx, node("n2", []string{"10.244.2.0/24"}), metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		c.expect("10.244.2.99", flow.Endpoint{}, false)
+		c.expect("10.244.2.99", flow.Endpoint{Node: "n2"}, false)
 		if err := c.core.CoreV1().Nodes().Delete(ctx, "n1", metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -209,6 +209,7 @@ func TestClusterCIDRs(t *testing.T) {
 			node("n1", []string{"192.168.100.0/24"}, "192.168.0.1"),
 		)
 		c.expect("10.1.2.3", flow.Endpoint{}, false)
+		c.expect("192.168.100.8", flow.Endpoint{Kind: flow.KindNetwork, Workload: "private"}, true)
 		c.expect("fd00:10::1", flow.Endpoint{}, false)
 		// Given CIDRs replace the discovered ones; without a networks
 		// file, outside addresses are private or internet.
