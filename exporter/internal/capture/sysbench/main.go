@@ -313,7 +313,6 @@ func (b *bench) steady(mode, rate string, d time.Duration) (point, error) {
 	if err != nil {
 		return p, err
 	}
-	start := time.Now()
 	g, err := b.generate(r, count, d)
 	if err != nil {
 		return p, err
@@ -323,12 +322,12 @@ func (b *bench) steady(mode, rate string, d time.Duration) (point, error) {
 	if err != nil {
 		return p, err
 	}
-	p.wall = time.Since(start)
 	f1, err := b.forwarded()
 	if err != nil {
 		return p, err
 	}
 	p.sent, p.pps = g.Sent, float64(g.Sent)/g.Seconds
+	p.wall = time.Duration(g.Seconds * float64(time.Second)) // the consumer's share of a core while packets flow
 	p.forwarded = f1 - f0
 	p.received, p.counted = r1.Received-r0.Received, r1.Counted-r0.Counted
 	p.lost, p.overruns, p.full = r1.Lost-r0.Lost, r1.Overruns-r0.Overruns, r1.QueueFull-r0.QueueFull
