@@ -60,7 +60,9 @@ var foreignMetrics = []string{
 
 const fastGroup = "podflow.workload-pair"
 
-var promqlParser = parser.NewParser(parser.Options{})
+// Rules are loaded with every function enabled, so that checkFunctions can
+// report the experimental ones by name.
+var promqlParser = parser.NewParser(parser.Options{EnableExperimentalFunctions: true})
 
 type rule struct {
 	file, group string
@@ -98,22 +100,30 @@ func loadRules(t *testing.T, files ...string) []rule {
 	return out
 }
 
-// Recording rules follow level:metric:operations.
-func TestRecordingRuleNames(t *testing.T) {
+// checkRecordingNames reports recording rules not named
+// level:metric:operations.
+func checkRecordingNames(rules []rule) []string {
 	name := regexp.MustCompile(`^[a-z][a-z0-9_]*:(podflow_[a-z0-9_]+|up):[a-z0-9_]+$`)
-	for _, r := range loadRules(t, ruleFiles...) {
+	var out []string
+	for _, r := range rules {
 		if r.Record == "" {
 			continue
 		}
 		if !name.MatchString(r.Record) {
-			t.Errorf("%s: not level:podflow_metric:operations", r)
-		}
-		if strings.Contains(strings.Split(r.Record, ":")[1], "_total") {
-			t.Errorf("%s: the metric part keeps _total", r)
+			out = append(out, fmt.Sprintf("%s: not level:podflow_metric:operations", r))
+		} else if strings.Contains(strings.Split(r.Record, ":")[1], "_total") {
+			out = append(out, fmt.Sprintf("%s: the metric part keeps _total", r))
 		}
 		if len(r.Labels) > 0 {
-			t.Errorf("%s: recording rules add no labels", r)
+			out = append(out, fmt.Sprintf("%s: recording rules add no labels", r))
 		}
+	}
+	return out
+}
+
+func TestRecordingRuleNames(t *testing.T) {
+	for _, p := range checkRecordingNames(loadRules(t, ruleFiles...)) {
+		t.Error(p)
 	}
 }
 
@@ -227,85 +237,147 @@ func selectors(e parser.Expr) (names map[string][]bool, subqueries int, calls []
 	return names, subqueries, calls
 }
 
-func TestEveryMetricReadExists(t *testing.T) {
-	docs := documentedMetrics(t)
-	rules := loadRules(t, ruleFiles...)
+// checkMetrics reports selectors of metrics that are neither recorded by
+// the rules, nor documented by the exporter, nor the few foreign series.
+func checkMetrics(rules []rule, docs map[string]bool) []string {
 	recorded := map[string]bool{}
 	for _, r := range rules {
 		recorded[r.Record] = true
 	}
+	var out []string
 	for _, r := range rules {
 		names, _, _ := selectors(r.expr)
 		for name := range names {
 			switch {
 			case name == "":
-				t.Errorf("%s: a selector without a metric name", r)
+				out = append(out, fmt.Sprintf("%s: a selector without a metric name", r))
 			case recorded[name], docs[name], slices.Contains(foreignMetrics, name):
 			default:
-				t.Errorf("%s: reads %s, neither a podflow recording rule nor a metric in docs/metrics.md", r, name)
+				out = append(out, fmt.Sprintf("%s: reads %s, neither a podflow recording rule nor a metric in docs/metrics.md", r, name))
 			}
 		}
 	}
+	return out
 }
 
-// Thanos and Mimir rulers reject experimental functions; subqueries are
-// too costly over long ranges.
-func TestNoExperimentalFunctionsNoSubqueries(t *testing.T) {
-	var experimental []string
+func TestEveryMetricReadExists(t *testing.T) {
+	for _, p := range checkMetrics(loadRules(t, ruleFiles...), documentedMetrics(t)) {
+		t.Error(p)
+	}
+}
+
+func experimentalFunctions() []string {
+	var out []string
 	for name, f := range parser.Functions {
 		if f.Experimental {
-			experimental = append(experimental, name)
+			out = append(out, name)
 		}
 	}
-	sort.Strings(experimental)
+	sort.Strings(out)
+	return out
+}
+
+// checkFunctions reports what Thanos and Mimir rulers reject (functions
+// behind a feature flag) and subqueries (too costly over long ranges).
+func checkFunctions(rules []rule) []string {
+	var out []string
+	strict := parser.NewParser(parser.Options{})
+	for _, r := range rules {
+		if _, err := strict.ParseExpr(r.Expr); err != nil {
+			out = append(out, fmt.Sprintf("%s: needs a feature flag: %v", r, err))
+		}
+		_, subqueries, calls := selectors(r.expr)
+		if subqueries > 0 {
+			out = append(out, fmt.Sprintf("%s: %d subqueries", r, subqueries))
+		}
+		for _, c := range calls {
+			if c.Func.Experimental || slices.Contains(experimentalFunctions(), c.Func.Name) {
+				out = append(out, fmt.Sprintf("%s: experimental function %s", r, c.Func.Name))
+			}
+		}
+	}
+	return out
+}
+
+func TestNoExperimentalFunctionsNoSubqueries(t *testing.T) {
+	experimental := experimentalFunctions()
 	if len(experimental) == 0 {
 		t.Fatal("the parser lists no experimental functions: the check would prove nothing")
 	}
 	t.Logf("experimental functions: %v", experimental)
-	for _, r := range loadRules(t, ruleFiles...) {
-		_, subqueries, calls := selectors(r.expr)
-		if subqueries > 0 {
-			t.Errorf("%s: %d subqueries", r, subqueries)
-		}
-		for _, c := range calls {
-			if c.Func.Experimental || slices.Contains(experimental, c.Func.Name) {
-				t.Errorf("%s: experimental function %s", r, c.Func.Name)
-			}
-		}
+	for _, p := range checkFunctions(loadRules(t, ruleFiles...)) {
+		t.Error(p)
 	}
 }
 
-// Raw flow counters are read only by the fast tier; hourly series only
-// through range functions (an instant read sees an hourly sample for 5
-// minutes an hour), except by the rules of their own group, which run at
-// the same timestamp; ranges beyond a few hours only in hourly groups.
-func TestTiering(t *testing.T) {
-	rules := loadRules(t, ruleFiles...)
+// checkTiering reports raw flow counters read outside the fast tier, hourly
+// series read with an instant selector (which sees an hourly sample for 5
+// minutes an hour) outside their own group (whose rules run at the same
+// timestamp), and ranges beyond two hours outside hourly groups.
+func checkTiering(rules []rule) []string {
 	hourlyGroup := map[string]string{}
 	for _, r := range rules {
 		if r.Record != "" && r.interval >= time.Hour {
 			hourlyGroup[r.Record] = r.group
 		}
 	}
-	if len(hourlyGroup) == 0 {
-		t.Fatal("no hourly recording rules")
-	}
+	var out []string
 	for _, r := range rules {
 		names, _, _ := selectors(r.expr)
 		for name, inRange := range names {
 			if slices.Contains(rawFlowMetrics, name) && r.group != fastGroup {
-				t.Errorf("%s: reads the raw counter %s outside %s", r, name, fastGroup)
+				out = append(out, fmt.Sprintf("%s: reads the raw counter %s outside %s", r, name, fastGroup))
 			}
 			if g, ok := hourlyGroup[name]; ok && g != r.group && slices.Contains(inRange, false) {
-				t.Errorf("%s: reads the hourly series %s with an instant selector", r, name)
+				out = append(out, fmt.Sprintf("%s: reads the hourly series %s with an instant selector", r, name))
 			}
 		}
 		parser.Inspect(r.expr, func(n parser.Node, _ []parser.Node) error {
 			if m, ok := n.(*parser.MatrixSelector); ok && m.Range > 2*time.Hour && r.interval < time.Hour {
-				t.Errorf("%s: a %s range in a group evaluated every %s", r, m.Range, r.interval)
+				out = append(out, fmt.Sprintf("%s: a %s range in a group evaluated every %s", r, m.Range, r.interval))
 			}
 			return nil
 		})
+	}
+	return out
+}
+
+func TestTiering(t *testing.T) {
+	rules := loadRules(t, ruleFiles...)
+	var hourly int
+	for _, r := range rules {
+		if r.Record != "" && r.interval >= time.Hour {
+			hourly++
+		}
+	}
+	if hourly == 0 {
+		t.Fatal("no hourly recording rules")
+	}
+	for _, p := range checkTiering(rules) {
+		t.Error(p)
+	}
+}
+
+// The checks above find what they look for: a rule file with one violation
+// per rule.
+func TestChecksCatchViolations(t *testing.T) {
+	bad := loadRules(t, "tools/rulescheck/testdata/violations.rules.yaml")
+	problems := strings.Join(append(append(append(checkMetrics(bad, documentedMetrics(t)), checkFunctions(bad)...), checkTiering(bad)...), checkRecordingNames(bad)...), "\n")
+	for _, want := range []string{
+		"raw_outside_fast:podflow_bytes:rate1h: reads the raw counter podflow_bytes_total outside podflow.workload-pair",
+		"InstantHourlyRead: reads the hourly series hourly:podflow_packets:present1h with an instant selector",
+		"a 840h0m0s range in a group evaluated every 1m0s",
+		"with_subquery:podflow_bytes:max1h: 1 subqueries",
+		"ExperimentalFunction: experimental function mad_over_time",
+		"ExperimentalFunction: needs a feature flag",
+		"ExperimentalAggregation: needs a feature flag",
+		"reads podflow_not_documented_total, neither",
+		"badname: not level:podflow_metric:operations",
+		"level:podflow_bytes_total:rate5m: the metric part keeps _total",
+	} {
+		if !strings.Contains(problems, want) {
+			t.Errorf("no problem reported containing %q; reported:\n%s", want, problems)
+		}
 	}
 }
 
