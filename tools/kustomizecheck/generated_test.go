@@ -199,11 +199,16 @@ func TestAlertmanagerConfig(t *testing.T) {
 	}
 
 	type route struct {
-		Receiver string   `yaml:"receiver" json:"receiver"`
-		Matchers []string `yaml:"matchers"`
-		Match    map[string]string
-		MatchRE  map[string]string `yaml:"match_re"`
-		Routes   []*route          `yaml:"routes" json:"routes"`
+		Receiver       string   `yaml:"receiver" json:"receiver"`
+		GroupBy        []string `yaml:"group_by" json:"groupBy"`
+		GroupWait      string   `yaml:"group_wait" json:"groupWait"`
+		GroupInterval  string   `yaml:"group_interval" json:"groupInterval"`
+		RepeatInterval string   `yaml:"repeat_interval" json:"repeatInterval"`
+		Continue       bool     `yaml:"continue" json:"continue"`
+		Matchers       []string `yaml:"matchers"`
+		Match          map[string]string
+		MatchRE        map[string]string `yaml:"match_re"`
+		Routes         []*route          `yaml:"routes" json:"routes"`
 		// The converted side.
 		OpMatchers []struct {
 			Name      string `json:"name"`
@@ -254,6 +259,10 @@ func TestAlertmanagerConfig(t *testing.T) {
 		}
 		if o.Receiver != c.Receiver {
 			t.Errorf("%s: receiver %q, want %q", path, c.Receiver, o.Receiver)
+		}
+		if strings.Join(o.GroupBy, ",") != strings.Join(c.GroupBy, ",") || o.GroupWait != c.GroupWait ||
+			o.GroupInterval != c.GroupInterval || o.RepeatInterval != c.RepeatInterval || o.Continue != c.Continue {
+			t.Errorf("%s: grouping, timing or continue differ: %+v, want %+v", path, c, o)
 		}
 		var want []string
 		for _, s := range o.Matchers {
