@@ -18,7 +18,7 @@ func TestVariantsPassPromtool(t *testing.T) {
 		t.Skipf("promtool not built yet: %v", err)
 	}
 	for name, values := range map[string]string{
-		"no aggregation labels": "aggregation_labels: []\n",
+		"no aggregation labels":  "aggregation_labels: []\n",
 		"two aggregation labels": "aggregation_labels: [cluster, region]\n",
 		"short and slow": "fast_interval: 2m\nbaseline:\n  window: 28d\n  seasonal_weeks: 4\n  seasonal_range: 2h\n" +
 			"learning:\n  cluster: 3d\n  workload: 0s\n  pair_active_hours: 24\nhourly_lookback: 3h\n",
