@@ -54,6 +54,10 @@ func newTopology(t *testing.T, group uint16) *topology {
 	return &topology{client: client, node: node, group: group}
 }
 
+func testAddr(a netip.Addr) bool {
+	return a == clientV4 || a == nodeV4 || a == clientV6 || a == nodeV6
+}
+
 func trim(s string) string { return regexp.MustCompile(`\s+`).ReplaceAllString(s, "") }
 
 // collected is a test Handler that keeps copies of the records between
@@ -65,7 +69,7 @@ type collected struct {
 
 func (c *collected) Handle(rec *flow.Record) {
 	src, dst, _, ok := addrs(rec.Payload)
-	if !ok || !(src == clientV4 || src == nodeV4 || src == clientV6 || src == nodeV6) || !(dst == clientV4 || dst == nodeV4 || dst == clientV6 || dst == nodeV6) {
+	if !ok || !testAddr(src) || !testAddr(dst) {
 		return
 	}
 	r := *rec

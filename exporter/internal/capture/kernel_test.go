@@ -154,7 +154,7 @@ func TestParserMatchesGoNflog(t *testing.T) {
 			return 0
 		}
 		src, dst, _, ok := addrs(*a.Payload)
-		if !ok || !(src == clientV4 || src == nodeV4 || src == clientV6 || src == nodeV6) || !(dst == clientV4 || dst == nodeV4 || dst == clientV6 || dst == nodeV6) {
+		if !ok || !testAddr(src) || !testAddr(dst) {
 			return 0
 		}
 		mu.Lock()

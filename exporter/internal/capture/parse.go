@@ -17,9 +17,9 @@ const (
 	nfgenHdrLen  = 4
 	nlmsgError   = 2
 	nlmsgDone    = 3
-	nlaTypeMask  = 0x3fff // without NLA_F_NESTED and NLA_F_NET_BYTEORDER
-	nfnlSubsysUL = 4      // NFNL_SUBSYS_ULOG
-	msgPacket    = nfnlSubsysUL<<8 | 0
+	nlaTypeMask  = 0x3fff            // without NLA_F_NESTED and NLA_F_NET_BYTEORDER
+	nfnlSubsysUL = 4                 // NFNL_SUBSYS_ULOG
+	msgPacket    = nfnlSubsysUL << 8 // | NFULNL_MSG_PACKET, which is 0
 	msgConfig    = nfnlSubsysUL<<8 | 1
 
 	nfulaPacketHdr = 1
@@ -81,7 +81,7 @@ func (p *parser) parse(b []byte, h Handler) {
 		case nlmsgError:
 			if len(msg) >= 4 && seq == p.wantSeq && !p.ackSeen {
 				p.ackSeen = true
-				p.ackErrno = -int32(binary.NativeEndian.Uint32(msg[0:4]))
+				p.ackErrno = -int32(binary.NativeEndian.Uint32(msg[0:4])) //nolint:gosec // the kernel's int error, negative errno
 			}
 		case nlmsgDone:
 		}
@@ -137,7 +137,7 @@ func (p *parser) packet(msg []byte, h Handler) {
 			}
 		case nfulaCTInfo:
 			if len(v) >= 4 {
-				rec.CT.Info = uint8(binary.BigEndian.Uint32(v))
+				rec.CT.Info = v[3] // a big-endian ip_conntrack_info, below 8
 			}
 		}
 		next := align4(l)

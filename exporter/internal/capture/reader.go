@@ -252,7 +252,7 @@ func (r *Reader) session(ctx context.Context, h Handler) (bool, error) {
 		return false, err
 	}
 	if err := setReadBuffer(fd, r.cfg.ReadBuffer); err != nil {
-		unix.Close(fd)
+		_ = unix.Close(fd)
 		return false, fmt.Errorf("socket receive buffer of %d bytes: %w", r.cfg.ReadBuffer, err)
 	}
 	f := os.NewFile(uintptr(fd), "nflog")
@@ -364,5 +364,5 @@ func (r *Reader) configure(f *os.File, rc syscall.RawConn, fd int, attrs []byte,
 		r.p.parse(r.buf[:min(r.n, len(r.buf))], h)
 		r.publish()
 	}
-	return syscall.Errno(r.p.ackErrno), nil
+	return syscall.Errno(r.p.ackErrno), nil //nolint:gosec // a non-negative errno from the kernel
 }

@@ -37,7 +37,7 @@ func openSocket(netns int) (int, error) {
 			return -1, fmt.Errorf("netlink socket: %w", err)
 		}
 		if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-			unix.Close(fd)
+			_ = unix.Close(fd)
 			return -1, fmt.Errorf("netlink bind: %w", err)
 		}
 		return fd, nil
@@ -68,7 +68,7 @@ func openSocket(netns int) (int, error) {
 		fd, err := open()
 		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
 			if fd >= 0 {
-				unix.Close(fd)
+				_ = unix.Close(fd)
 			}
 			ch <- result{-1, fmt.Errorf("setns back: %w", err)}
 			return
@@ -97,7 +97,7 @@ func setReadBuffer(fd, n int) error {
 func configMsg(seq uint32, group uint16, attrs []byte) []byte {
 	n := nlmsgHdrLen + nfgenHdrLen + len(attrs)
 	b := make([]byte, n)
-	binary.NativeEndian.PutUint32(b[0:4], uint32(n))
+	binary.NativeEndian.PutUint32(b[0:4], uint32(n)) //nolint:gosec // a config request of a few dozen bytes
 	binary.NativeEndian.PutUint16(b[4:6], msgConfig)
 	binary.NativeEndian.PutUint16(b[6:8], unix.NLM_F_REQUEST|unix.NLM_F_ACK)
 	binary.NativeEndian.PutUint32(b[8:12], seq)
@@ -111,7 +111,7 @@ func configMsg(seq uint32, group uint16, attrs []byte) []byte {
 // attr appends one netlink attribute, padded to 4 bytes.
 func attr(b []byte, typ uint16, v []byte) []byte {
 	var h [nlaHdrLen]byte
-	binary.NativeEndian.PutUint16(h[0:2], uint16(nlaHdrLen+len(v)))
+	binary.NativeEndian.PutUint16(h[0:2], uint16(nlaHdrLen+len(v))) //nolint:gosec // config attributes of a few bytes
 	binary.NativeEndian.PutUint16(h[2:4], typ)
 	b = append(b, h[:]...)
 	b = append(b, v...)
@@ -132,7 +132,7 @@ func bindAttrs(cfg *Config, flags uint16) []byte {
 	mode = append(mode, copyPacket, 0)
 	b = attr(b, cfgMode, mode)
 	b = attr(b, cfgNlBufSiz, be32(cfg.BufferSize))
-	b = attr(b, cfgTimeout, be32(uint32(cfg.FlushTimeout.Milliseconds()/10)))
+	b = attr(b, cfgTimeout, be32(uint32(cfg.FlushTimeout.Milliseconds()/10))) //nolint:gosec // Validate caps it at a minute
 	b = attr(b, cfgQThresh, be32(uint32(cfg.QueueThreshold)))
 	b = attr(b, cfgFlags, binary.BigEndian.AppendUint16(nil, flags))
 	return b

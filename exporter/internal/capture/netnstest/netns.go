@@ -30,8 +30,8 @@ func Create(prefix string) (*NS, error) {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	name := prefix + hex.EncodeToString(b[:])
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("ip netns add %s: %v: %s", name, err, out)
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil { //nolint:gosec // a name of our own making
+		return nil, fmt.Errorf("ip netns add %s: %w: %s", name, err, out)
 	}
 	fd, err := unix.Open("/run/netns/"+name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -53,22 +53,21 @@ func (n *NS) Close() {
 		_ = unix.Close(n.FD)
 		n.FD = -1
 	}
-	_ = exec.Command("ip", "netns", "del", n.Name).Run()
+	_ = exec.Command("ip", "netns", "del", n.Name).Run() //nolint:gosec // a name of our own making
 }
 
 // Run runs a command inside the namespace and returns its combined output.
 func (n *NS) Run(args ...string) (string, error) {
-	cmd := exec.Command("ip", append([]string{"netns", "exec", n.Name}, args...)...)
-	out, err := cmd.CombinedOutput()
+	out, err := n.Command(args...).CombinedOutput()
 	if err != nil {
-		return string(out), fmt.Errorf("in %s: %s: %v: %s", n.Name, strings.Join(args, " "), err, out)
+		return string(out), fmt.Errorf("in %s: %s: %w: %s", n.Name, strings.Join(args, " "), err, out)
 	}
 	return string(out), nil
 }
 
 // Command returns a command that runs inside the namespace.
 func (n *NS) Command(args ...string) *exec.Cmd {
-	return exec.Command("ip", append([]string{"netns", "exec", n.Name}, args...)...)
+	return exec.Command("ip", append([]string{"netns", "exec", n.Name}, args...)...) //nolint:gosec // tests and benchmarks run their own commands in their own namespaces
 }
 
 // RequireRoot skips the test unless it runs as root.
@@ -110,7 +109,7 @@ func (n *NS) MustRun(t testing.TB, args ...string) string {
 // up.
 func Link(a *NS, aIf string, aAddrs []string, b *NS, bIf string, bAddrs []string) error {
 	if out, err := exec.Command("ip", "link", "add", aIf, "netns", a.Name, "type", "veth", "peer", "name", bIf, "netns", b.Name).CombinedOutput(); err != nil {
-		return fmt.Errorf("ip link add %s: %v: %s", aIf, err, out)
+		return fmt.Errorf("ip link add %s: %w: %s", aIf, err, out)
 	}
 	for _, side := range []struct {
 		ns    *NS

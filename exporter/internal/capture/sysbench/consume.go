@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"sync/atomic"
 	"syscall"
@@ -66,6 +67,11 @@ func consume(args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	if *group > math.MaxUint16 || *qthresh > math.MaxUint16 {
+		fmt.Fprintln(os.Stderr, "consume: -group and -qthresh must fit 16 bits")
+		return 2
+	}
+	grp, qt := uint16(*group), uint32(*qthresh) //nolint:gosec // checked above
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
@@ -81,8 +87,8 @@ func consume(args []string) int {
 		pipe := pipeline.New(pipeline.Config{}, attribute.New(ids, attribute.Config{}), table)
 		go func() { _ = pipe.Run(ctx) }()
 		cfg := capture.DefaultConfig()
-		cfg.Group = uint16(*group)
-		cfg.QueueThreshold = uint32(*qthresh)
+		cfg.Group = grp
+		cfg.QueueThreshold = qt
 		cfg.ReadBuffer = *rcvbuf
 		r := capture.New(cfg, nil)
 		go func() { _ = r.Run(ctx, pipe) }()
@@ -103,7 +109,7 @@ func consume(args []string) int {
 		var received, lost, overruns atomic.Uint64
 		var next uint32
 		var haveSeq bool
-		nf, err := nflog.Open(&nflog.Config{Group: uint16(*group), Copymode: nflog.CopyPacket, Bufsize: 128, Flags: nflog.FlagSeq, QThresh: uint32(*qthresh), Timeout: 10})
+		nf, err := nflog.Open(&nflog.Config{Group: grp, Copymode: nflog.CopyPacket, Bufsize: 128, Flags: nflog.FlagSeq, QThresh: qt, Timeout: 10})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "consume:", err)
 			return 1

@@ -105,21 +105,23 @@ func newBench(self string, pin bool) (*bench, error) {
 	if _, err := exec.LookPath("taskset"); err == nil && pin && runtime.NumCPU() >= 2 {
 		b.pin = true
 	}
-	var err error
+	ok := false
 	defer func() {
-		if err != nil {
+		if !ok {
 			b.close()
 		}
 	}()
 	for _, p := range []**netnstest.NS{&b.gen, &b.rt, &b.sink} {
-		if *p, err = netnstest.Create("pfbs-"); err != nil {
+		ns, err := netnstest.Create("pfbs-")
+		if err != nil {
 			return nil, err
 		}
+		*p = ns
 	}
-	if err = netnstest.Link(b.gen, "g0", []string{"10.245.1.2/24"}, b.rt, "r1", []string{"10.245.1.1/24"}); err != nil {
+	if err := netnstest.Link(b.gen, "g0", []string{"10.245.1.2/24"}, b.rt, "r1", []string{"10.245.1.1/24"}); err != nil {
 		return nil, err
 	}
-	if err = netnstest.Link(b.rt, "r2", []string{"10.245.2.1/24"}, b.sink, "s0", []string{"10.245.2.2/24"}); err != nil {
+	if err := netnstest.Link(b.rt, "r2", []string{"10.245.2.1/24"}, b.sink, "s0", []string{"10.245.2.2/24"}); err != nil {
 		return nil, err
 	}
 	steps := []struct {
@@ -142,7 +144,7 @@ func newBench(self string, pin bool) (*bench, error) {
 		}{ns, []string{"sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"}})
 	}
 	for _, s := range steps {
-		if _, err = s.ns.Run(s.args...); err != nil {
+		if _, err := s.ns.Run(s.args...); err != nil {
 			return nil, err
 		}
 	}
@@ -150,9 +152,10 @@ func newBench(self string, pin bool) (*bench, error) {
 	cfg.Group = group
 	cfg.NetNS = b.rt.FD
 	b.table = nft.New(cfg, nil)
-	if err = b.table.Install(); err != nil {
+	if err := b.table.Install(); err != nil {
 		return nil, err
 	}
+	ok = true
 	return b, nil
 }
 
@@ -208,7 +211,8 @@ func (b *bench) generate(rate int, count uint64, d time.Duration) (genResult, er
 	if err != nil {
 		return res, fmt.Errorf("generator: %w", err)
 	}
-	return res, json.Unmarshal(out, &res)
+	err = json.Unmarshal(out, &res)
+	return res, err
 }
 
 type consumer struct {
@@ -242,15 +246,22 @@ func (b *bench) startConsumer(mode string, rcvbuf int) (*consumer, error) {
 	c := &consumer{cmd: cmd, in: in, out: bufio.NewScanner(out)}
 	var ready report
 	if err := c.read(&ready); err != nil || !ready.Ready {
+		if err == nil {
+			err = errors.New("no ready line")
+		}
 		c.stop()
-		return nil, fmt.Errorf("consumer %s did not get ready: %v", mode, err)
+		return nil, fmt.Errorf("consumer %s did not get ready: %w", mode, err)
 	}
 	return c, nil
 }
 
 func (c *consumer) read(r *report) error {
 	if !c.out.Scan() {
-		return fmt.Errorf("consumer exited: %v", c.out.Err())
+		err := c.out.Err()
+		if err == nil {
+			err = io.EOF
+		}
+		return fmt.Errorf("consumer exited: %w", err)
 	}
 	return json.Unmarshal(c.out.Bytes(), r)
 }
@@ -260,7 +271,8 @@ func (c *consumer) report() (report, error) {
 	if _, err := io.WriteString(c.in, "report\n"); err != nil {
 		return r, err
 	}
-	return r, c.read(&r)
+	err := c.read(&r)
+	return r, err
 }
 
 func (c *consumer) stop() {
@@ -419,10 +431,10 @@ func (b *bench) measure(rates, modes []string, d time.Duration, burst uint64) er
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "consumer\toffered\tachieved pps\tforwarded\treceived\tcounted\tmissing\tloss %\tseq lost\tENOBUFS\tqueue full\tCPU µs/pkt\tCPU % of a core\t")
 	for _, p := range points {
-		missing := int64(p.forwarded) - int64(p.counted)
-		fmt.Fprintf(w, "%s\t%s\t%.0f\t%d\t%d\t%d\t%d\t%.3f\t%d\t%d\t%d\t%.2f\t%.1f\t\n",
+		missing := float64(p.forwarded) - float64(p.counted)
+		fmt.Fprintf(w, "%s\t%s\t%.0f\t%d\t%d\t%d\t%.0f\t%.3f\t%d\t%d\t%d\t%.2f\t%.1f\t\n",
 			p.mode, p.offered, p.pps, p.forwarded, p.received, p.counted, missing,
-			100*float64(missing)/float64(max(p.forwarded, 1)), p.lost, p.overruns, p.full,
+			100*missing/float64(max(p.forwarded, 1)), p.lost, p.overruns, p.full,
 			float64(p.cpuMicros)/float64(max(p.received, 1)), 100*float64(p.cpuMicros)/float64(p.wall.Microseconds()))
 	}
 	_ = w.Flush()
