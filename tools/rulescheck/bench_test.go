@@ -104,7 +104,7 @@ func benchHourly(b *testing.B, pairs int) {
 						series += n
 						b.Logf("%d pairs: %-55s %7d series  %6.2f per pair  %s", pairs, r.Name(), n, float64(n)/float64(pairs), r.GetEvaluationDuration().Round(time.Millisecond))
 					}
-					b.Logf("%d pairs: group %s: %s, %d series written (%.2f per pair)", pairs, name, elapsed.Round(time.Millisecond), series, float64(series)/float64(pairs))
+					b.Logf("%d pairs (%d input samples): group %s: %s, %d series written (%.2f per pair)", pairs, samples, name, elapsed.Round(time.Millisecond), series, float64(series)/float64(pairs))
 				}
 			}
 		})
