@@ -17,6 +17,8 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -244,6 +246,22 @@ func (e *errInUse) Error() string {
 	return fmt.Sprintf("NFLOG group %d is in use by another process (%v)", e.group, e.errno)
 }
 
+// hasNetAdmin reports whether the process holds CAP_NET_ADMIN, which
+// nfnetlink requires: without it a bind fails with EPERM as well.
+func hasNetAdmin() bool {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return true // cannot tell; assume the common case
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			caps, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return err != nil || caps&(1<<unix.CAP_NET_ADMIN) != 0
+		}
+	}
+	return true
+}
+
 // session opens a socket, binds the group and reads until ctx is done or
 // the socket fails. It reports whether it got as far as binding.
 func (r *Reader) session(ctx context.Context, h Handler) (bool, error) {
@@ -275,6 +293,8 @@ func (r *Reader) session(ctx context.Context, h Handler) (bool, error) {
 	switch {
 	case err != nil:
 		return false, err
+	case errno == unix.EPERM && !hasNetAdmin():
+		return false, fmt.Errorf("binding NFLOG group %d: %w: podflow needs CAP_NET_ADMIN", r.cfg.Group, errno)
 	case errno == unix.EPERM || errno == unix.EBUSY || errno == unix.EEXIST:
 		return false, &errInUse{r.cfg.Group, errno}
 	case errno != 0:

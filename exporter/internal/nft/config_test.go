@@ -108,3 +108,15 @@ func TestBuildSpecNeverSetsAVerdict(t *testing.T) {
 		t.Errorf("counters = %d, want 5 (vxlan once)", len(s.counters))
 	}
 }
+
+func TestInstallRejectsInvalidConfig(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.SampleRate = 0
+	tbl := New(cfg, nil)
+	if err := tbl.Install(); err == nil || !strings.Contains(err.Error(), "sample rate") {
+		t.Fatalf("Install() = %v, want the validation error", err)
+	}
+	if s := tbl.Stats(); s.SyncsError != 1 || s.Installed || s.LastError == "" {
+		t.Errorf("Stats() = %+v, want one failed sync", s)
+	}
+}
