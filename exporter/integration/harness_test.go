@@ -99,7 +99,13 @@ const identities = `endpoints:
     kind: Node
 `
 
-func newTopology(t *testing.T) *topology {
+func newTopology(t *testing.T) *topology { return buildTopology(t, true) }
+
+// newTopologyV4 is a topology without IPv6, whose node namespace sends
+// nothing on its own (no neighbour discovery, no MLD reports).
+func newTopologyV4(t *testing.T) *topology { return buildTopology(t, false) }
+
+func buildTopology(t *testing.T, ipv6 bool) *topology {
 	t.Helper()
 	netnstest.RequireRoot(t)
 	if _, err := exec.LookPath("nft"); err != nil {
@@ -116,16 +122,31 @@ func newTopology(t *testing.T) *topology {
 			t.Fatal(err)
 		}
 	}
-	must(netnstest.Link(tp.node, "pfc0", []string{"10.99.1.1/24", "fd99:1::1/64"}, tp.client, "eth0", []string{clientV4 + "/24", clientV6 + "/64"}))
-	must(netnstest.Link(tp.node, "pfs0", []string{"10.99.2.1/24", "fd99:2::1/64"}, tp.server, "eth0", []string{serverV4 + "/24", serverV6 + "/64"}))
+	addrs := func(v4, v6 string) []string {
+		if ipv6 {
+			return []string{v4, v6}
+		}
+		return []string{v4}
+	}
+	if !ipv6 {
+		for _, ns := range []*netnstest.NS{tp.node, tp.client, tp.server} {
+			ns.MustRun(t, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
+		}
+	}
+	must(netnstest.Link(tp.node, "pfc0", addrs("10.99.1.1/24", "fd99:1::1/64"), tp.client, "eth0", addrs(clientV4+"/24", clientV6+"/64")))
+	must(netnstest.Link(tp.node, "pfs0", addrs("10.99.2.1/24", "fd99:2::1/64"), tp.server, "eth0", addrs(serverV4+"/24", serverV6+"/64")))
 	tp.node.MustRun(t, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-	tp.node.MustRun(t, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+	if ipv6 {
+		tp.node.MustRun(t, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+	}
 	for _, r := range []struct {
 		ns     *netnstest.NS
 		v4, v6 string
 	}{{tp.client, "10.99.1.1", "fd99:1::1"}, {tp.server, "10.99.2.1", "fd99:2::1"}} {
 		r.ns.MustRun(t, "ip", "route", "add", "default", "via", r.v4)
-		r.ns.MustRun(t, "ip", "-6", "route", "add", "default", "via", r.v6)
+		if ipv6 {
+			r.ns.MustRun(t, "ip", "-6", "route", "add", "default", "via", r.v6)
+		}
 	}
 	// A Kubernetes node always tracks connections (kube-proxy); so does
 	// this one, through a table of the test's own.

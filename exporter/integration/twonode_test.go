@@ -1,0 +1,479 @@
+//go:build linux
+
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/podflow/podflow/exporter/internal/capture/netnstest"
+)
+
+// TestTwoNodes runs two podflow binaries, each in its own node
+// namespace, with their Kubernetes identities from an API server both
+// reach over HTTP (the test serves the objects; podflow's informers list
+// and watch them as in a cluster). Pods sit behind each node, the nodes
+// route to each other, and real traffic flows across nodes, within a
+// node and from a node. Each connection must be counted by exactly one
+// instance, and the sum of both instances' counters must equal the
+// traffic sent.
+//
+//	podA (alpha/client, Deployment) ─┐             ┌─ podC (gamma/sink, StatefulSet)
+//	                                 n1 ─────────── n2
+//	podB (alpha/cache, StatefulSet) ─┘
+func TestTwoNodes(t *testing.T) {
+	tn := twonodeTopology(t)
+	api := twonodeServeAPI(t, tn.n1, tn.n2)
+	kubeconfig := writeFile(t, "kubeconfig", api.kubeconfig())
+
+	// Neighbours first, so that no first packet waits and is retransmitted.
+	tn.a.MustRun(t, "ping", "-4", "-n", "-q", "-c", "1", twonodeC)
+	tn.a.MustRun(t, "ping", "-4", "-n", "-q", "-c", "1", twonodeB)
+	tn.c.MustRun(t, "ping", "-4", "-n", "-q", "-c", "1", twonodeB)
+	tn.n2.MustRun(t, "ping", "-4", "-n", "-q", "-c", "1", twonodeA)
+	if out, err := nftApply(tn.a, twonodeKernelCounters); err != nil {
+		t.Fatalf("loading the test's counters: %v: %s", err, out)
+	}
+
+	d1 := twonodeStart(t, tn.n1, "n1", kubeconfig)
+	d2 := twonodeStart(t, tn.n2, "n2", kubeconfig)
+	d1.waitReady()
+	d2.waitReady()
+	nodes := map[string]*daemon{"n1": d1, "n2": d2}
+
+	serveTCP(t, tn.c, 7000, 5000)
+	serveUDP(t, tn.c, 7001)
+	serveUDP(t, tn.b, 7002)
+	serveUDP(t, tn.b, 7003)
+
+	const (
+		tcpPayload             = 60000
+		pingCount, pingPayload = 3, 100
+		ipv4, udpHdr, icmpHdr  = 20, 8, 8
+	)
+	// Across nodes, from n1's pod.
+	tn.a.MustRun(t, "ping", "-4", "-n", "-q", "-c", strconv.Itoa(pingCount), "-i", "0.2", "-s", strconv.Itoa(pingPayload), twonodeC)
+	udpExchange(t, tn.a, net.JoinHostPort(twonodeC, "7001"), 5, 100)
+	if got := tcpExchange(t, tn.a, net.JoinHostPort(twonodeC, "7000"), tcpPayload); got != 5000 {
+		t.Fatalf("tcp reply of %d bytes, want 5000", got)
+	}
+	// Within n1.
+	udpExchange(t, tn.a, net.JoinHostPort(twonodeB, "7002"), 3, 50)
+	// Across nodes, from n2's pod.
+	udpExchange(t, tn.c, net.JoinHostPort(twonodeB, "7003"), 4, 200)
+	// From node n2 itself to a pod on n1.
+	tn.n2.MustRun(t, "ping", "-4", "-n", "-q", "-c", "2", "-i", "0.2", "-s", "56", twonodeA)
+
+	kernel := readTwonodeCounters(t, tn.a)
+	client := twonodeEnd{"alpha", "client", "Deployment"}
+	cache := twonodeEnd{"alpha", "cache", "StatefulSet"}
+	sink := twonodeEnd{"gamma", "sink", "StatefulSet"}
+	node2 := twonodeEnd{"", "n2", "Node"}
+	type flowWant struct {
+		name     string
+		src, dst twonodeEnd
+		port     int
+		proto    string
+		reporter string
+		// packets and bytes per direction
+		orig, reply count
+	}
+	flows := []flowWant{
+		{"ICMP pod to pod across nodes", client, sink, 0, "ICMP", "n1",
+			count{pingCount, pingCount * (pingPayload + icmpHdr + ipv4)}, count{pingCount, pingCount * (pingPayload + icmpHdr + ipv4)}},
+		{"UDP pod to pod across nodes", client, sink, 7001, "UDP", "n1",
+			count{5, 5 * (100 + udpHdr + ipv4)}, count{5, 5 * (100 + udpHdr + ipv4)}},
+		{"TCP pod to pod across nodes", client, sink, 7000, "TCP", "n1", kernel["tcp-original"], kernel["tcp-reply"]},
+		{"UDP pod to pod within a node", client, cache, 7002, "UDP", "n1",
+			count{3, 3 * (50 + udpHdr + ipv4)}, count{3, 3 * (50 + udpHdr + ipv4)}},
+		{"UDP pod to pod across nodes, reverse", sink, cache, 7003, "UDP", "n2",
+			count{4, 4 * (200 + udpHdr + ipv4)}, count{4, 4 * (200 + udpHdr + ipv4)}},
+		{"ICMP node to pod", node2, client, 0, "ICMP", "n2",
+			count{2, 2 * (56 + icmpHdr + ipv4)}, count{2, 2 * (56 + icmpHdr + ipv4)}},
+	}
+	if c := kernel["tcp-original"]; c.bytes < tcpPayload {
+		t.Fatalf("kernel counted %+v from the TCP client, less than its payload", c)
+	}
+
+	var mismatches []string
+	scrapes := map[string]map[string]*dto.MetricFamily{}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		for n, d := range nodes {
+			scrapes[n], _ = d.scrape()
+		}
+		mismatches = mismatches[:0]
+		for _, f := range flows {
+			for _, dir := range []struct {
+				name string
+				want count
+			}{{"original", f.orig}, {"reply", f.reply}} {
+				match := f.src.labels(f.dst, f.port, f.proto)
+				match["direction"] = dir.name
+				var sumP, sumB float64
+				for n := range nodes {
+					p, np := twonodeSum(scrapes[n], "podflow_packets_total", match)
+					b, _ := twonodeSum(scrapes[n], "podflow_bytes_total", match)
+					sumP, sumB = sumP+p, sumB+b
+					// No pair counted twice: only the reporter has the series,
+					// and has it once.
+					if n != f.reporter && np > 0 {
+						mismatches = append(mismatches, fmt.Sprintf("%s %s: also counted on %s (%v packets)", f.name, dir.name, n, p))
+					}
+					if np > 1 {
+						mismatches = append(mismatches, fmt.Sprintf("%s %s: %d series on %s", f.name, dir.name, np, n))
+					}
+				}
+				if sumP != float64(dir.want.packets) || sumB != float64(dir.want.bytes) {
+					mismatches = append(mismatches, fmt.Sprintf("%s %s: both nodes sum to %v packets %v bytes, want %d and %d",
+						f.name, dir.name, sumP, sumB, dir.want.packets, dir.want.bytes))
+				}
+			}
+		}
+		if len(mismatches) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if len(mismatches) > 0 {
+		sort.Strings(mismatches)
+		_, b1 := d1.scrape()
+		_, b2 := d2.scrape()
+		t.Fatalf("counters differ:\n%s\nn1:\n%s\nn2:\n%s", strings.Join(mismatches, "\n"), grepPodflow(b1), grepPodflow(b2))
+	}
+
+	// One TCP connection, counted once in the cluster.
+	var conns float64
+	for n := range nodes {
+		c, _ := twonodeSum(scrapes[n], "podflow_connections_total", client.labels(sink, 7000, "TCP"))
+		conns += c
+	}
+	if syn := kernel["tcp-syn"].packets; conns != float64(syn) {
+		t.Errorf("TCP connections over both nodes = %v, want %d (SYNs sent)", conns, syn)
+	}
+	// Each instance saw the other's connections and left them alone.
+	for n, d := range nodes {
+		mfs, _ := d.scrape()
+		if v, _ := value(mfs, "podflow_packets_ignored_total", map[string]string{"reason": "other_node_reports"}); v == 0 {
+			t.Errorf("%s ignored no packet of the other node's connections", n)
+		} else {
+			p, series := twonodeSum(mfs, "podflow_packets_total", nil)
+			t.Logf("%s: counted %v packets in %d series, left %v to the other node", n, p, series, v)
+		}
+		if !d.logHas("Kubernetes caches synced", time.Second) {
+			t.Errorf("%s did not log its informers' sync", n)
+		}
+		for _, r := range []string{"pods", "services", "nodes", "replicasets", "jobs"} {
+			if v, ok := value(mfs, "podflow_kubernetes_synced", map[string]string{"resource": r}); !ok || v != 1 {
+				t.Errorf("%s: podflow_kubernetes_synced{resource=%q} = %v (present %v)", n, r, v, ok)
+			}
+		}
+		if v, _ := twonodeSum(mfs, "podflow_attribution_misses_total", nil); v != 0 {
+			t.Errorf("%s: %v attribution misses", n, v)
+		}
+	}
+	if api.lists() == 0 {
+		t.Error("podflow never listed from the API server")
+	}
+}
+
+const (
+	twonodeA = "10.244.1.2" // alpha/client-5f7c9-x, on n1
+	twonodeB = "10.244.1.6" // alpha/cache-0, on n1
+	twonodeC = "10.244.2.2" // gamma/sink-0, on n2
+)
+
+// twonodeKernelCounters counts what pod A exchanges with pod C over TCP.
+const twonodeKernelCounters = `table inet pfkube_count {
+ chain out {
+  type filter hook output priority 0; policy accept;
+  ip daddr 10.244.2.2 tcp dport 7000 tcp flags & (syn | ack) == syn counter comment "tcp-syn"
+  ip daddr 10.244.2.2 tcp dport 7000 counter comment "tcp-original"
+ }
+ chain in {
+  type filter hook input priority 0; policy accept;
+  ip saddr 10.244.2.2 tcp sport 7000 counter comment "tcp-reply"
+ }
+}
+`
+
+func readTwonodeCounters(t *testing.T, ns *netnstest.NS) map[string]count {
+	t.Helper()
+	out := ns.MustRun(t, "nft", "list", "table", "inet", "pfkube_count")
+	m := map[string]count{}
+	for _, g := range counterRe.FindAllStringSubmatch(out, -1) {
+		p, _ := strconv.ParseUint(g[1], 10, 64)
+		b, _ := strconv.ParseUint(g[2], 10, 64)
+		m[g[3]] = count{p, b}
+	}
+	return m
+}
+
+type twonodeEnd struct{ namespace, workload, kind string }
+
+func (src twonodeEnd) labels(dst twonodeEnd, port int, proto string) map[string]string {
+	return map[string]string{
+		"source_namespace": src.namespace, "source_workload": src.workload, "source_kind": src.kind,
+		"destination_namespace": dst.namespace, "destination_workload": dst.workload, "destination_kind": dst.kind,
+		"destination_port": strconv.Itoa(port), "protocol": proto,
+	}
+}
+
+// twonodeSum adds every series of name whose labels include match, and
+// says how many there were. An absent label matches "".
+func twonodeSum(mfs map[string]*dto.MetricFamily, name string, match map[string]string) (float64, int) {
+	sum, n := 0.0, 0
+next:
+	for _, m := range mfs[name].GetMetric() {
+		have := map[string]string{}
+		for _, l := range m.GetLabel() {
+			have[l.GetName()] = l.GetValue()
+		}
+		for k, v := range match {
+			if have[k] != v {
+				continue next
+			}
+		}
+		n++
+		sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+	}
+	return sum, n
+}
+
+type twonodeNet struct {
+	n1, n2, a, b, c *netnstest.NS
+}
+
+// twonodeTopology builds two routed node namespaces with pod namespaces
+// behind them. Each pod has its own /30 to its node; the pod CIDRs are
+// 10.244.1.0/24 on n1 and 10.244.2.0/24 on n2, the nodes 192.168.50.1
+// and .2.
+func twonodeTopology(t *testing.T) *twonodeNet {
+	t.Helper()
+	netnstest.RequireRoot(t)
+	if _, err := os.Stat("/usr/sbin/nft"); err != nil {
+		if _, err := os.Stat("/sbin/nft"); err != nil {
+			t.Skip("skipped: nft(8) is not installed")
+		}
+	}
+	tn := &twonodeNet{
+		n1: netnstest.New(t, "pfkube-n1-"),
+		n2: netnstest.New(t, "pfkube-n2-"),
+		a:  netnstest.New(t, "pfkube-a-"),
+		b:  netnstest.New(t, "pfkube-b-"),
+		c:  netnstest.New(t, "pfkube-c-"),
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(netnstest.Link(tn.n1, "pfk-n2", []string{"192.168.50.1/24"}, tn.n2, "pfk-n1", []string{"192.168.50.2/24"}))
+	must(netnstest.Link(tn.n1, "pfk-a", []string{"10.244.1.1/30"}, tn.a, "eth0", []string{twonodeA + "/30"}))
+	must(netnstest.Link(tn.n1, "pfk-b", []string{"10.244.1.5/30"}, tn.b, "eth0", []string{twonodeB + "/30"}))
+	must(netnstest.Link(tn.n2, "pfk-c", []string{"10.244.2.1/30"}, tn.c, "eth0", []string{twonodeC + "/30"}))
+	tn.a.MustRun(t, "ip", "route", "add", "default", "via", "10.244.1.1")
+	tn.b.MustRun(t, "ip", "route", "add", "default", "via", "10.244.1.5")
+	tn.c.MustRun(t, "ip", "route", "add", "default", "via", "10.244.2.1")
+	tn.n1.MustRun(t, "ip", "route", "add", "10.244.2.0/24", "via", "192.168.50.2")
+	tn.n2.MustRun(t, "ip", "route", "add", "10.244.1.0/24", "via", "192.168.50.1")
+	for _, n := range []*netnstest.NS{tn.n1, tn.n2} {
+		n.MustRun(t, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+		// Nodes track connections, as kube-proxy makes them do.
+		if out, err := nftApply(n, "table inet pfkube_ct {\n chain pre {\n  type filter hook prerouting priority 0; policy accept;\n  ct state new counter\n }\n}\n"); err != nil {
+			t.Logf("no conntrack in %s (%v: %s)", n.Name, err, out)
+		}
+	}
+	return tn
+}
+
+// twonodeStart runs podflow in a node namespace with Kubernetes
+// identities.
+func twonodeStart(t *testing.T, ns *netnstest.NS, nodeName, kubeconfig string) *daemon {
+	t.Helper()
+	addr := "127.0.0.1:9810"
+	d := &daemon{t: t, ns: ns, addr: addr, log: &lockedBuffer{}, done: make(chan struct{})}
+	d.cmd = ns.Command(podflowBinary(t),
+		"--web.listen-address="+addr,
+		"--kube.kubeconfig="+kubeconfig,
+		"--kube.node-name="+nodeName,
+		"--log.level=debug",
+	)
+	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		d.err = d.cmd.Wait()
+		close(d.done)
+	}()
+	t.Cleanup(func() {
+		if !d.exited() {
+			_ = d.cmd.Process.Kill()
+			<-d.done
+		}
+		if t.Failed() {
+			t.Logf("podflow on %s log:\n%s", nodeName, d.log.String())
+		}
+	})
+	return d
+}
+
+// twonodeAPI serves the cluster's objects the way kube-apiserver does
+// for podflow's informers: JSON lists (typed for core objects,
+// PartialObjectMetadataList for ReplicaSets and Jobs) and watches that
+// stay open without events. It declines streaming lists (watch-list), so
+// the informers fall back to list and watch.
+type twonodeAPI struct {
+	mu    sync.Mutex
+	nlist int
+	port  int
+}
+
+func (a *twonodeAPI) lists() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.nlist
+}
+
+func (a *twonodeAPI) kubeconfig() string {
+	return fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+  - name: twonode
+    cluster: {server: "http://127.0.0.1:%d"}
+users:
+  - name: podflow
+    user: {token: twonode}
+contexts:
+  - name: twonode
+    context: {cluster: twonode, user: podflow}
+current-context: twonode
+`, a.port)
+}
+
+// twonodeServeAPI listens on the same loopback port inside each node
+// namespace.
+func twonodeServeAPI(t *testing.T, nss ...*netnstest.NS) *twonodeAPI {
+	t.Helper()
+	a := &twonodeAPI{port: 6443}
+	srv := &http.Server{Handler: a, ReadHeaderTimeout: 5 * time.Second}
+	for _, ns := range nss {
+		var l net.Listener
+		if err := ns.Do(func() (err error) {
+			l, err = net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", a.port))
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		go func() { _ = srv.Serve(l) }()
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	return a
+}
+
+func (a *twonodeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	if q.Get("watch") == "true" || q.Get("watch") == "1" {
+		if q.Get("sendInitialEvents") == "true" {
+			twonodeStatus(w, http.StatusBadRequest, "streaming lists are not served here")
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		if f, ok := w.(http.Flusher); ok {
+			f.Flush()
+		}
+		<-r.Context().Done()
+		return
+	}
+	var list any
+	switch r.URL.Path {
+	case "/api/v1/pods":
+		list = &corev1.PodList{TypeMeta: metav1.TypeMeta{Kind: "PodList", APIVersion: "v1"}, ListMeta: twonodeRV, Items: twonodePods()}
+	case "/api/v1/services":
+		list = &corev1.ServiceList{TypeMeta: metav1.TypeMeta{Kind: "ServiceList", APIVersion: "v1"}, ListMeta: twonodeRV}
+	case "/api/v1/nodes":
+		list = &corev1.NodeList{TypeMeta: metav1.TypeMeta{Kind: "NodeList", APIVersion: "v1"}, ListMeta: twonodeRV, Items: []corev1.Node{
+			twonodeNode("n1", "192.168.50.1", "10.244.1.0/24"),
+			twonodeNode("n2", "192.168.50.2", "10.244.2.0/24"),
+		}}
+	case "/apis/apps/v1/replicasets":
+		yes := true
+		list = &metav1.PartialObjectMetadataList{
+			TypeMeta: metav1.TypeMeta{Kind: "PartialObjectMetadataList", APIVersion: "meta.k8s.io/v1"}, ListMeta: twonodeRV,
+			Items: []metav1.PartialObjectMetadata{{
+				TypeMeta: metav1.TypeMeta{Kind: "PartialObjectMetadata", APIVersion: "meta.k8s.io/v1"},
+				ObjectMeta: metav1.ObjectMeta{Namespace: "alpha", Name: "client-5f7c9", UID: "rs-client", ResourceVersion: "1",
+					OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "Deployment", Name: "client", UID: "deploy-client", Controller: &yes}}},
+			}},
+		}
+	case "/apis/batch/v1/jobs":
+		list = &metav1.PartialObjectMetadataList{TypeMeta: metav1.TypeMeta{Kind: "PartialObjectMetadataList", APIVersion: "meta.k8s.io/v1"}, ListMeta: twonodeRV}
+	default:
+		twonodeStatus(w, http.StatusNotFound, "no such resource: "+r.URL.Path)
+		return
+	}
+	a.mu.Lock()
+	a.nlist++
+	a.mu.Unlock()
+	b, err := json.Marshal(list)
+	if err != nil {
+		twonodeStatus(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(b)
+}
+
+// twonodeRV is the resource version of every list: nothing changes.
+var twonodeRV = metav1.ListMeta{ResourceVersion: "1"}
+
+func twonodeStatus(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": msg, "code": code,
+		"reason": map[int]string{http.StatusBadRequest: "BadRequest", http.StatusNotFound: "NotFound"}[code],
+	})
+}
+
+func twonodePods() []corev1.Pod {
+	yes := true
+	mk := func(ns, name, node, ip, ownerKind, owner string) corev1.Pod {
+		return corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: types.UID("uid-" + name), ResourceVersion: "1",
+				OwnerReferences: []metav1.OwnerReference{{Kind: ownerKind, Name: owner, UID: types.UID("uid-" + owner), Controller: &yes}}},
+			Spec:   corev1.PodSpec{NodeName: node},
+			Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip, PodIPs: []corev1.PodIP{{IP: ip}}},
+		}
+	}
+	return []corev1.Pod{
+		mk("alpha", "client-5f7c9-x", "n1", twonodeA, "ReplicaSet", "client-5f7c9"),
+		mk("alpha", "cache-0", "n1", twonodeB, "StatefulSet", "cache"),
+		mk("gamma", "sink-0", "n2", twonodeC, "StatefulSet", "sink"),
+	}
+}
+
+func twonodeNode(name, ip, podCIDR string) corev1.Node {
+	return corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: name, UID: types.UID("uid-" + name), ResourceVersion: "1"},
+		Spec:       corev1.NodeSpec{PodCIDR: podCIDR, PodCIDRs: []string{podCIDR}},
+		Status:     corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip}}},
+	}
+}
