@@ -191,10 +191,11 @@ func (t *Table) Forget(ep flow.Endpoint) int {
 // scrapes and emit from it without blocking the packet path.
 func (t *Table) Snapshot(dst []Series) []Series {
 	dst = dst[:0]
-	t.mu.Lock()
-	if cap(dst) < len(t.series) {
-		dst = make([]Series, 0, len(t.series)+len(t.series)/8)
+	if n := t.Len(); cap(dst) < n {
+		// Grow outside the lock; append covers series added meanwhile.
+		dst = make([]Series, 0, n+n/8)
 	}
+	t.mu.Lock()
 	for k, e := range t.series {
 		dst = append(dst, Series{Key: k, Counters: e.Counters, Created: e.created})
 	}

@@ -36,6 +36,16 @@ const (
 	helpConnections = "Connections the source opened to the destination."
 )
 
+// labelFields are the values each series fills, in this order.
+var labelFields = [...]string{
+	"source_namespace", "source_workload", "source_kind",
+	"destination_namespace", "destination_workload", "destination_kind",
+	"destination_port", "protocol",
+	"source_pod", "destination_pod", "destination_service",
+}
+
+const numLabelFields = len(labelFields)
+
 // Flows is the collector of the flow series. Collect copies the table
 // under the table's short lock and emits with no lock held.
 type Flows struct {
@@ -102,21 +112,20 @@ func (c *Flows) each(emit func(fam int, labels []*dto.LabelPair, v float64)) {
 	names := c.sortedNames()
 	n := len(names) // directed labels; connections have one fewer
 	dirAt := slices.Index(names, "direction")
-	values := make(map[string]string, n)
+	var values [numLabelFields]string
+	fieldOf := make([]int, n)
+	for i, name := range names {
+		fieldOf[i] = slices.Index(labelFields[:], name)
+	}
 	for i := range *bp {
 		s := &(*bp)[i]
 		k := &s.Key
-		values["source_namespace"] = k.SrcNamespace
-		values["source_workload"] = k.SrcWorkload
-		values["source_kind"] = k.SrcKind.String()
-		values["destination_namespace"] = k.DstNamespace
-		values["destination_workload"] = k.DstWorkload
-		values["destination_kind"] = k.DstKind.String()
-		values["destination_port"] = portString(k.DstPort)
-		values["protocol"] = k.Proto.String()
-		values["source_pod"] = k.SrcPod
-		values["destination_pod"] = k.DstPod
-		values["destination_service"] = k.DstService
+		values = [numLabelFields]string{
+			k.SrcNamespace, k.SrcWorkload, k.SrcKind.String(),
+			k.DstNamespace, k.DstWorkload, k.DstKind.String(),
+			portString(k.DstPort), k.Proto.String(),
+			k.SrcPod, k.DstPod, k.DstService,
+		}
 
 		// One allocation for the three lists of this series.
 		all := make([]*dto.LabelPair, 3*n-1)
@@ -128,7 +137,7 @@ func (c *Flows) each(emit func(fam int, labels []*dto.LabelPair, v float64)) {
 				reply[i] = in.pair("direction", "reply")
 				continue
 			}
-			lp := in.pair(name, values[name])
+			lp := in.pair(name, values[fieldOf[i]])
 			orig[i], reply[i], conns[j] = lp, lp, lp
 			j++
 		}
