@@ -126,7 +126,7 @@ func Default() Config {
 	c.HourlyLookback = mustDuration("2h")
 	c.Baseline.Window = mustDuration("35d")
 	c.Baseline.SeasonalWeeks = 5
-	c.Baseline.SeasonalRange = mustDuration("3h")
+	c.Baseline.SeasonalRange = mustDuration("4h")
 	c.Learning.Cluster = mustDuration("7d")
 	c.Learning.Workload = mustDuration("1d")
 	c.Learning.PairActiveHours = 72
@@ -218,8 +218,8 @@ func (c *Config) Validate() error {
 	if c.Baseline.SeasonalWeeks < 1 {
 		bad("baseline.seasonal_weeks: want at least 1")
 	}
-	if c.Baseline.SeasonalRange.D <= 0 || c.Baseline.SeasonalRange.D%(2*mustDuration("1m").D) != 0 {
-		bad("baseline.seasonal_range: want a positive even number of minutes, got %s", c.Baseline.SeasonalRange)
+	if c.Baseline.SeasonalRange.D <= mustDuration("1h").D || c.Baseline.SeasonalRange.D >= week {
+		bad("baseline.seasonal_range: want more than 1h and less than a week, got %s", c.Baseline.SeasonalRange)
 	}
 	if int64(c.Baseline.SeasonalWeeks)*week > c.Baseline.Window.D {
 		bad("baseline: %d seasonal weeks reach back further than the %s window", c.Baseline.SeasonalWeeks, c.Baseline.Window)

@@ -44,6 +44,7 @@ type view struct {
 	Expected                     string // "unless on(pair) (...)" or ""
 	Forbidden                    string // selector union, or a never-matching expression
 	Seasonal                     []seasonalTerm
+	SeasonalAhead                string
 	Learned                      string // "the cluster's baseline is old enough" gate
 	KnownSource, KnownDest       string // workloads past their learning period, keyed by side
 	SrcDisplay, DstDisplay       string // alert-template text naming each side
@@ -84,10 +85,11 @@ func Render(c *Config) (map[string][]byte, error) {
 	v.KnownDest = knownAs("destination", v.Agg, v.Lookback)
 	v.SrcDisplay = display("source")
 	v.DstDisplay = display("destination")
-	week := mustDuration("1w").D
+	week, hour := mustDuration("1w").D, mustDuration("1h").D
+	v.SeasonalAhead = Duration{D: c.Baseline.SeasonalRange.D - hour}.String()
 	for k := 1; k <= c.Baseline.SeasonalWeeks; k++ {
-		// A range of seasonal_range centred on this time k weeks ago.
-		v.Seasonal = append(v.Seasonal, seasonalTerm{Week: k, Offset: Duration{D: int64(k)*week - c.Baseline.SeasonalRange.D/2}.String()})
+		// From an hour before this time k weeks ago to seasonal_range later.
+		v.Seasonal = append(v.Seasonal, seasonalTerm{Week: k, Offset: Duration{D: int64(k)*week - (c.Baseline.SeasonalRange.D - hour)}.String()})
 	}
 
 	out := map[string][]byte{}

@@ -104,7 +104,7 @@ func benchHourly(b *testing.B, pairs int) {
 						series += n
 						b.Logf("%d pairs: %-55s %7d series  %6.2f per pair  %s", pairs, r.Name(), n, float64(n)/float64(pairs), r.GetEvaluationDuration().Round(time.Millisecond))
 					}
-					b.Logf("%d pairs (%d input samples): group %s: %s, %d series written (%.2f per pair)", pairs, samples, name, elapsed.Round(time.Millisecond), series, float64(series)/float64(pairs))
+					b.Logf("%d pairs (%d input samples): group %s: %s, %d series recorded (%.2f per pair)", pairs, samples, name, elapsed.Round(time.Millisecond), series, float64(series)/float64(pairs))
 				}
 			}
 		})
@@ -178,6 +178,7 @@ func writeSynthetic(ctx context.Context, dir string, logger *slog.Logger, pairs 
 			{"workload_pair:podflow_packets:present1h", pair, one},
 			{"workload_pair_port:podflow_packets:present1h", port, one},
 			{"workload_pair:podflow_bytes:rate1h", pair, rate},
+			{"workload_pair:podflow_bytes:max1h_rate5m", pair, func(t int64) float64 { return 1.2 * rate(t) }},
 		}
 		for _, s := range hourly {
 			if err := write(labels.FromStrings(append([]string{"__name__", s.name}, s.ls...)...), 0, hourMs, s.value); err != nil {
