@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -209,16 +210,23 @@ func writeFile(t *testing.T, name, content string) string {
 }
 
 // startPodflow runs podflow in ns, listening on addr, with the test's
-// identities and extra flags. It is stopped (SIGKILL) when the test ends
+// identities and extra flags (which replace the defaults they name). It is stopped (SIGKILL) when the test ends
 // if it still runs.
 func startPodflow(t *testing.T, ns *netnstest.NS, addr string, extra ...string) *daemon {
 	t.Helper()
-	args := append([]string{
+	var args []string
+	for _, def := range []string{
 		"--web.listen-address=" + addr,
 		"--identity.file=" + writeFile(t, "identities.yml", identities),
 		"--kube.node-name=node-1",
 		"--log.level=debug",
-	}, extra...)
+	} {
+		name, _, _ := strings.Cut(def, "=")
+		if !slices.ContainsFunc(extra, func(e string) bool { return strings.HasPrefix(e, name+"=") }) {
+			args = append(args, def)
+		}
+	}
+	args = append(args, extra...)
 	d := &daemon{t: t, ns: ns, addr: addr, log: &lockedBuffer{}, done: make(chan struct{})}
 	d.cmd = ns.Command(append([]string{podflowBinary(t)}, args...)...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log

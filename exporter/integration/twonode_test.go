@@ -186,8 +186,96 @@ func TestTwoNodes(t *testing.T) {
 			t.Errorf("%s: %v attribution misses", n, v)
 		}
 	}
-	if api.lists() == 0 {
+	if api.lists(1) == 0 {
 		t.Error("podflow never listed from the API server")
+	}
+}
+
+// TestTwoNodesAPIOutage cuts both instances off the API server: they go
+// on counting with the identities they had, count and log the failure,
+// stay ready, and when the API server comes back with the cluster
+// changed they follow it without a restart.
+func TestTwoNodesAPIOutage(t *testing.T) {
+	tn := twonodeTopology(t)
+	api := twonodeServeAPI(t, tn.n1, tn.n2)
+	kubeconfig := writeFile(t, "kubeconfig", api.kubeconfig())
+	tn.a.MustRun(t, "ping", "-4", "-n", "-q", "-c", "1", twonodeC)
+	d1 := twonodeStart(t, tn.n1, "n1", kubeconfig)
+	d2 := twonodeStart(t, tn.n2, "n2", kubeconfig)
+	d1.waitReady()
+	d2.waitReady()
+	serveUDP(t, tn.c, 7001)
+	client := twonodeEnd{"alpha", "client", "Deployment"}
+	oldSink := client.labels(twonodeEnd{"gamma", "sink", "StatefulSet"}, 7001, "UDP")
+	newSink := client.labels(twonodeEnd{"gamma", "sink-v2", "Deployment"}, 7001, "UDP")
+	for _, m := range []map[string]string{oldSink, newSink} {
+		m["direction"] = "original"
+	}
+	podErrors := map[string]string{"resource": "pods"}
+
+	api.stop()
+	for _, d := range []*daemon{d1, d2} {
+		twonodeEventually(t, "pod list/watch errors counted", func() bool {
+			v, _ := value(mustScrape(d), "podflow_kubernetes_errors_total", podErrors)
+			return v > 0
+		})
+		if !d.logHas("Kubernetes list/watch failed", 5*time.Second) {
+			t.Error("the outage was not logged")
+		}
+		if code, _, err := d.get("/readyz"); err != nil || code != http.StatusOK {
+			t.Errorf("/readyz during the outage = %d %v, want 200: the last known state still answers", code, err)
+		}
+	}
+	// Counting goes on with the last known identities.
+	udpExchange(t, tn.a, net.JoinHostPort(twonodeC, "7001"), 5, 100)
+	twonodeEventually(t, "traffic counted during the outage", func() bool {
+		v, _ := twonodeSum(mustScrape(d1), "podflow_packets_total", oldSink)
+		return v == 5
+	})
+
+	// The API server comes back; meanwhile the sink pod was replaced by a
+	// Deployment's pod on the same address.
+	api.setGeneration(2)
+	api.start()
+	twonodeEventually(t, "both instances relisted", func() bool { return api.lists(2) >= 2 })
+	// The new identity applies as soon as the relist is processed: send
+	// one datagram at a time until it is counted under the new name.
+	sent := 0
+	twonodeEventually(t, "traffic counted under the new identity", func() bool {
+		udpExchange(t, tn.a, net.JoinHostPort(twonodeC, "7001"), 1, 100)
+		sent++
+		v, _ := twonodeSum(mustScrape(d1), "podflow_packets_total", newSink)
+		return v > 0
+	})
+	twonodeEventually(t, "every datagram counted once", func() bool {
+		mfs := mustScrape(d1)
+		o, _ := twonodeSum(mfs, "podflow_packets_total", oldSink)
+		n, _ := twonodeSum(mfs, "podflow_packets_total", newSink)
+		return o+n == float64(5+sent)
+	})
+	for _, d := range []*daemon{d1, d2} {
+		if d.exited() {
+			t.Fatalf("podflow exited: %v", d.err)
+		}
+		o, _ := twonodeSum(mustScrape(d2), "podflow_packets_total", oldSink)
+		n, _ := twonodeSum(mustScrape(d2), "podflow_packets_total", newSink)
+		if o+n != 0 {
+			t.Errorf("n2 counted %v packets of n1's connection", o+n)
+		}
+	}
+	t.Logf("%d datagrams until the new identity applied after the API server came back", sent)
+}
+
+// twonodeEventually polls cond until it holds, for at most a minute (the
+// informers' retry backoff grows to several seconds).
+func twonodeEventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
@@ -338,17 +426,69 @@ func twonodeStart(t *testing.T, ns *netnstest.NS, nodeName, kubeconfig string) *
 // for podflow's informers: JSON lists (typed for core objects,
 // PartialObjectMetadataList for ReplicaSets and Jobs) and watches that
 // stay open without events. It declines streaming lists (watch-list), so
-// the informers fall back to list and watch.
+// the informers fall back to list and watch. It can go down and come
+// back with the cluster changed (generation 2: the sink pod belongs to a
+// Deployment).
 type twonodeAPI struct {
-	mu    sync.Mutex
-	nlist int
-	port  int
+	t    *testing.T
+	port int
+	nss  []*netnstest.NS
+
+	mu       sync.Mutex
+	srv      *http.Server
+	gen      int
+	podLists map[int]int // per generation
 }
 
-func (a *twonodeAPI) lists() int {
+// twonodeServeAPI listens on the same loopback port inside each node
+// namespace.
+func twonodeServeAPI(t *testing.T, nss ...*netnstest.NS) *twonodeAPI {
+	t.Helper()
+	a := &twonodeAPI{t: t, port: 6443, nss: nss, gen: 1, podLists: map[int]int{}}
+	a.start()
+	t.Cleanup(a.stop)
+	return a
+}
+
+func (a *twonodeAPI) start() {
+	a.t.Helper()
+	srv := &http.Server{Handler: a, ReadHeaderTimeout: 5 * time.Second}
+	for _, ns := range a.nss {
+		var l net.Listener
+		if err := ns.Do(func() (err error) {
+			l, err = net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", a.port))
+			return err
+		}); err != nil {
+			a.t.Fatal(err)
+		}
+		go func() { _ = srv.Serve(l) }()
+	}
+	a.mu.Lock()
+	a.srv = srv
+	a.mu.Unlock()
+}
+
+// stop closes the listeners and every connection, watches included.
+func (a *twonodeAPI) stop() {
+	a.mu.Lock()
+	srv := a.srv
+	a.srv = nil
+	a.mu.Unlock()
+	if srv != nil {
+		_ = srv.Close()
+	}
+}
+
+func (a *twonodeAPI) setGeneration(g int) {
+	a.mu.Lock()
+	a.gen = g
+	a.mu.Unlock()
+}
+
+func (a *twonodeAPI) lists(gen int) int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.nlist
+	return a.podLists[gen]
 }
 
 func (a *twonodeAPI) kubeconfig() string {
@@ -367,26 +507,6 @@ current-context: twonode
 `, a.port)
 }
 
-// twonodeServeAPI listens on the same loopback port inside each node
-// namespace.
-func twonodeServeAPI(t *testing.T, nss ...*netnstest.NS) *twonodeAPI {
-	t.Helper()
-	a := &twonodeAPI{port: 6443}
-	srv := &http.Server{Handler: a, ReadHeaderTimeout: 5 * time.Second}
-	for _, ns := range nss {
-		var l net.Listener
-		if err := ns.Do(func() (err error) {
-			l, err = net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", a.port))
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		go func() { _ = srv.Serve(l) }()
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	return a
-}
-
 func (a *twonodeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	if q.Get("watch") == "true" || q.Get("watch") == "1" {
@@ -402,36 +522,49 @@ func (a *twonodeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		<-r.Context().Done()
 		return
 	}
+	a.mu.Lock()
+	gen := a.gen
+	a.mu.Unlock()
+	// Objects and lists carry the generation as resource version: an
+	// informer takes an object with an unchanged version for a resync.
+	rv := strconv.Itoa(gen)
+	lm := metav1.ListMeta{ResourceVersion: rv}
+	yes := true
+	rs := func(name, deployment string) metav1.PartialObjectMetadata {
+		return metav1.PartialObjectMetadata{
+			TypeMeta: metav1.TypeMeta{Kind: "PartialObjectMetadata", APIVersion: "meta.k8s.io/v1"},
+			ObjectMeta: metav1.ObjectMeta{Namespace: "alpha", Name: name, UID: types.UID("uid-" + name), ResourceVersion: rv,
+				OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "Deployment", Name: deployment, UID: types.UID("uid-" + deployment), Controller: &yes}}},
+		}
+	}
 	var list any
 	switch r.URL.Path {
 	case "/api/v1/pods":
-		list = &corev1.PodList{TypeMeta: metav1.TypeMeta{Kind: "PodList", APIVersion: "v1"}, ListMeta: twonodeRV, Items: twonodePods()}
+		list = &corev1.PodList{TypeMeta: metav1.TypeMeta{Kind: "PodList", APIVersion: "v1"}, ListMeta: lm, Items: twonodePods(gen)}
+		a.mu.Lock()
+		a.podLists[gen]++
+		a.mu.Unlock()
 	case "/api/v1/services":
-		list = &corev1.ServiceList{TypeMeta: metav1.TypeMeta{Kind: "ServiceList", APIVersion: "v1"}, ListMeta: twonodeRV}
+		list = &corev1.ServiceList{TypeMeta: metav1.TypeMeta{Kind: "ServiceList", APIVersion: "v1"}, ListMeta: lm}
 	case "/api/v1/nodes":
-		list = &corev1.NodeList{TypeMeta: metav1.TypeMeta{Kind: "NodeList", APIVersion: "v1"}, ListMeta: twonodeRV, Items: []corev1.Node{
-			twonodeNode("n1", "192.168.50.1", "10.244.1.0/24"),
-			twonodeNode("n2", "192.168.50.2", "10.244.2.0/24"),
+		list = &corev1.NodeList{TypeMeta: metav1.TypeMeta{Kind: "NodeList", APIVersion: "v1"}, ListMeta: lm, Items: []corev1.Node{
+			twonodeNode("n1", "192.168.50.1", "10.244.1.0/24", rv),
+			twonodeNode("n2", "192.168.50.2", "10.244.2.0/24", rv),
 		}}
 	case "/apis/apps/v1/replicasets":
-		yes := true
-		list = &metav1.PartialObjectMetadataList{
-			TypeMeta: metav1.TypeMeta{Kind: "PartialObjectMetadataList", APIVersion: "meta.k8s.io/v1"}, ListMeta: twonodeRV,
-			Items: []metav1.PartialObjectMetadata{{
-				TypeMeta: metav1.TypeMeta{Kind: "PartialObjectMetadata", APIVersion: "meta.k8s.io/v1"},
-				ObjectMeta: metav1.ObjectMeta{Namespace: "alpha", Name: "client-5f7c9", UID: "rs-client", ResourceVersion: "1",
-					OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "Deployment", Name: "client", UID: "deploy-client", Controller: &yes}}},
-			}},
+		l := &metav1.PartialObjectMetadataList{TypeMeta: metav1.TypeMeta{Kind: "PartialObjectMetadataList", APIVersion: "meta.k8s.io/v1"}, ListMeta: lm,
+			Items: []metav1.PartialObjectMetadata{rs("client-5f7c9", "client")}}
+		if gen > 1 {
+			l.Items = append(l.Items, rs("sink-v2-6b8d", "sink-v2"))
+			l.Items[1].Namespace = "gamma"
 		}
+		list = l
 	case "/apis/batch/v1/jobs":
-		list = &metav1.PartialObjectMetadataList{TypeMeta: metav1.TypeMeta{Kind: "PartialObjectMetadataList", APIVersion: "meta.k8s.io/v1"}, ListMeta: twonodeRV}
+		list = &metav1.PartialObjectMetadataList{TypeMeta: metav1.TypeMeta{Kind: "PartialObjectMetadataList", APIVersion: "meta.k8s.io/v1"}, ListMeta: lm}
 	default:
 		twonodeStatus(w, http.StatusNotFound, "no such resource: "+r.URL.Path)
 		return
 	}
-	a.mu.Lock()
-	a.nlist++
-	a.mu.Unlock()
 	b, err := json.Marshal(list)
 	if err != nil {
 		twonodeStatus(w, http.StatusInternalServerError, err.Error())
@@ -440,9 +573,6 @@ func (a *twonodeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(b)
 }
-
-// twonodeRV is the resource version of every list: nothing changes.
-var twonodeRV = metav1.ListMeta{ResourceVersion: "1"}
 
 func twonodeStatus(w http.ResponseWriter, code int, msg string) {
 	w.Header().Set("Content-Type", "application/json")
@@ -453,26 +583,32 @@ func twonodeStatus(w http.ResponseWriter, code int, msg string) {
 	})
 }
 
-func twonodePods() []corev1.Pod {
+func twonodePods(gen int) []corev1.Pod {
 	yes := true
+	rv := strconv.Itoa(gen)
 	mk := func(ns, name, node, ip, ownerKind, owner string) corev1.Pod {
 		return corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: types.UID("uid-" + name), ResourceVersion: "1",
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: types.UID("uid-" + name), ResourceVersion: rv,
 				OwnerReferences: []metav1.OwnerReference{{Kind: ownerKind, Name: owner, UID: types.UID("uid-" + owner), Controller: &yes}}},
 			Spec:   corev1.PodSpec{NodeName: node},
 			Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip, PodIPs: []corev1.PodIP{{IP: ip}}},
 		}
 	}
+	sink := mk("gamma", "sink-0", "n2", twonodeC, "StatefulSet", "sink")
+	if gen > 1 {
+		// The sink was replaced by a Deployment's pod on the same address.
+		sink = mk("gamma", "sink-v2-6b8d-y", "n2", twonodeC, "ReplicaSet", "sink-v2-6b8d")
+	}
 	return []corev1.Pod{
 		mk("alpha", "client-5f7c9-x", "n1", twonodeA, "ReplicaSet", "client-5f7c9"),
 		mk("alpha", "cache-0", "n1", twonodeB, "StatefulSet", "cache"),
-		mk("gamma", "sink-0", "n2", twonodeC, "StatefulSet", "sink"),
+		sink,
 	}
 }
 
-func twonodeNode(name, ip, podCIDR string) corev1.Node {
+func twonodeNode(name, ip, podCIDR, rv string) corev1.Node {
 	return corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: name, UID: types.UID("uid-" + name), ResourceVersion: "1"},
+		ObjectMeta: metav1.ObjectMeta{Name: name, UID: types.UID("uid-" + name), ResourceVersion: rv},
 		Spec:       corev1.NodeSpec{PodCIDR: podCIDR, PodCIDRs: []string{podCIDR}},
 		Status:     corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip}}},
 	}
