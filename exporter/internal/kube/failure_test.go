@@ -1,10 +1,11 @@
 package kube
 
 import (
-	"errors"
+	"fmt"
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -14,6 +15,10 @@ import (
 
 	"github.com/podflow/podflow/exporter/internal/flow"
 )
+
+// errRefused is what a client gets from an API server that is down; the
+// reflector retries such a watch by itself without reporting it.
+var errRefused = fmt.Errorf("dial tcp 10.96.0.1:443: %w", syscall.ECONNREFUSED)
 
 // outage makes the fake API server fail lists and watches of pods, and
 // can cut the watches in progress.
@@ -26,14 +31,14 @@ type outage struct {
 func (o *outage) install(c *cluster) {
 	c.core.PrependReactor("list", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
 		if o.down.Load() {
-			return true, nil, errors.New("connection refused")
+			return true, nil, errRefused
 		}
 		return false, nil, nil
 	})
 	tracker := c.core.Tracker()
 	c.core.PrependWatchReactor("pods", func(a k8stesting.Action) (bool, watch.Interface, error) {
 		if o.down.Load() {
-			return true, nil, errors.New("connection refused")
+			return true, nil, errRefused
 		}
 		var opts metav1.ListOptions
 		if wa, ok := a.(k8stesting.WatchActionImpl); ok {

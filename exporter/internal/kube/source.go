@@ -9,12 +9,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	coreinformers "k8s.io/client-go/informers/core/v1"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
-	"k8s.io/client-go/metadata/metadatainformer"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/clock"
 
@@ -112,13 +113,18 @@ func NewWithClients(cfg Config, core kubernetes.Interface, meta metadata.Interfa
 	}
 	s := &Source{cfg: cfg, logger: cfg.Logger, clk: cfg.Clock, ix: newIndex(cfg.PodCIDRs, cfg.ServiceCIDRs)}
 
-	// Resync 0: the index is updated by events only. No indexers: the
-	// index above is the only lookup structure.
-	s.informers[ResPods] = coreinformers.NewPodInformer(core, metav1.NamespaceAll, 0, cache.Indexers{})
-	s.informers[ResServices] = coreinformers.NewServiceInformer(core, metav1.NamespaceAll, 0, cache.Indexers{})
-	s.informers[ResNodes] = coreinformers.NewNodeInformer(core, 0, cache.Indexers{})
-	s.informers[ResReplicaSets] = metadatainformer.NewFilteredMetadataInformer(meta, gvrReplicaSets, metav1.NamespaceAll, 0, cache.Indexers{}, nil).Informer()
-	s.informers[ResJobs] = metadatainformer.NewFilteredMetadataInformer(meta, gvrJobs, metav1.NamespaceAll, 0, cache.Indexers{}, nil).Informer()
+	pods, services, nodes := core.CoreV1().Pods(metav1.NamespaceAll), core.CoreV1().Services(metav1.NamespaceAll), core.CoreV1().Nodes()
+	rsets, jobs := meta.Resource(gvrReplicaSets).Namespace(metav1.NamespaceAll), meta.Resource(gvrJobs).Namespace(metav1.NamespaceAll)
+	s.informers[ResPods] = s.newInformer(ResPods, &corev1.Pod{}, core,
+		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return pods.List(ctx, o) }, pods.Watch)
+	s.informers[ResServices] = s.newInformer(ResServices, &corev1.Service{}, core,
+		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return services.List(ctx, o) }, services.Watch)
+	s.informers[ResNodes] = s.newInformer(ResNodes, &corev1.Node{}, core,
+		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return nodes.List(ctx, o) }, nodes.Watch)
+	s.informers[ResReplicaSets] = s.newInformer(ResReplicaSets, &metav1.PartialObjectMetadata{}, meta,
+		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return rsets.List(ctx, o) }, rsets.Watch)
+	s.informers[ResJobs] = s.newInformer(ResJobs, &metav1.PartialObjectMetadata{}, meta,
+		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return jobs.List(ctx, o) }, jobs.Watch)
 
 	transforms := [numResources]cache.TransformFunc{transformPod, transformService, transformNode, transformOwner, transformOwner}
 	handlers := [numResources]cache.ResourceEventHandlerFuncs{
@@ -133,9 +139,11 @@ func NewWithClients(cfg Config, core kubernetes.Interface, meta metadata.Interfa
 			return nil, err
 		}
 		res := resourceNames[r]
+		// Failed requests are counted where they are made (newInformer):
+		// the reflector retries a refused watch by itself and reports
+		// nothing here. What does reach here ends a watch early.
 		if err := inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
-			s.errors[r].Add(1)
-			s.logger.Warn("Kubernetes list/watch failed; answering from the last known state", "resource", res, "err", err)
+			s.logger.Debug("Kubernetes watch ended; relisting", "resource", res, "err", err)
 		}); err != nil {
 			return nil, err
 		}
@@ -144,6 +152,38 @@ func NewWithClients(cfg Config, core kubernetes.Interface, meta metadata.Interfa
 		}
 	}
 	return s, nil
+}
+
+// newInformer returns an informer without indexers (the address index is
+// the only lookup structure) and without resync (the index changes on
+// events only), whose every failed list or watch request is counted and
+// logged.
+func (s *Source) newInformer(r int, example runtime.Object, client any,
+	listFn func(context.Context, metav1.ListOptions) (runtime.Object, error),
+	watchFn func(context.Context, metav1.ListOptions) (watch.Interface, error),
+) cache.SharedIndexInformer {
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			obj, err := listFn(ctx, o)
+			s.requestFailed(ctx, r, "list", err)
+			return obj, err
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			w, err := watchFn(ctx, o)
+			s.requestFailed(ctx, r, "watch", err)
+			return w, err
+		},
+	}
+	return cache.NewSharedIndexInformerWithOptions(cache.ToListWatcherWithWatchListSemantics(lw, client), example,
+		cache.SharedIndexInformerOptions{Indexers: cache.Indexers{}, ObjectDescription: resourceNames[r]})
+}
+
+func (s *Source) requestFailed(ctx context.Context, r int, verb string, err error) {
+	if err == nil || ctx.Err() != nil {
+		return
+	}
+	s.errors[r].Add(1)
+	s.logger.Warn("Kubernetes list/watch failed; answering from the last known state", "resource", resourceNames[r], "verb", verb, "err", err)
 }
 
 // Run lists and watches until ctx is done. It logs once every informer
