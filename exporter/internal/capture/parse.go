@@ -24,6 +24,7 @@ const (
 
 	nfulaPacketHdr = 1
 	nfulaPayload   = 9
+	nfulaPrefix    = 10
 	nfulaSeq       = 12
 	nfulaCT        = 18
 	nfulaCTInfo    = 19
@@ -108,7 +109,10 @@ func (p *parser) packet(msg []byte, h Handler) {
 		seq     uint32
 		haveSeq bool
 		payload bool
+		ctInfo  bool  // NFULA_CT_INFO seen: the glue's state wins
+		fromLog uint8 // the state the log prefix names, noState for none
 	)
+	fromLog = noState
 	attrs := msg[nfgenHdrLen:]
 	for len(attrs) >= nlaHdrLen {
 		l := int(binary.NativeEndian.Uint16(attrs[0:2]))
@@ -138,7 +142,10 @@ func (p *parser) packet(msg []byte, h Handler) {
 		case nfulaCTInfo:
 			if len(v) >= 4 {
 				rec.CT.Info = v[3] // a big-endian ip_conntrack_info, below 8
+				ctInfo = true
 			}
+		case nfulaPrefix:
+			fromLog = prefixState(v)
 		}
 		next := align4(l)
 		if next >= len(attrs) {
@@ -160,8 +167,38 @@ func (p *parser) packet(msg []byte, h Handler) {
 		p.malformed++
 		return
 	}
+	if !ctInfo && fromLog != noState {
+		// No conntrack glue in this kernel: the state and direction
+		// come from the log rule that matched, without the original
+		// tuple.
+		rec.CT.Present, rec.CT.Info = true, fromLog
+	}
 	p.received++
 	h.Handle(rec)
+}
+
+// noState marks a log prefix that names no conntrack state.
+const noState = 0xff
+
+// prefixState maps the NFULA_PREFIX of podflow's log rules (a
+// NUL-terminated string: "n", "o", "r" or "u", see nft.PrefixNew and the
+// others) to the ip_conntrack_info it stands for: NEW, ESTABLISHED in the
+// original direction (RELATED included), ESTABLISHED_REPLY (RELATED_REPLY
+// included). Untracked packets, and prefixes of other rules logging to
+// the group, give noState.
+func prefixState(v []byte) uint8 {
+	if len(v) < 1 || (len(v) > 1 && v[1] != 0) {
+		return noState
+	}
+	switch v[0] {
+	case 'n':
+		return flow.CTNew
+	case 'o':
+		return flow.CTEstablished
+	case 'r':
+		return flow.CTEstablishedReply
+	}
+	return noState
 }
 
 // parseCT reads the original tuple from NFULA_CT's nested ctnetlink

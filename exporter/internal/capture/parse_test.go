@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/podflow/podflow/exporter/internal/flow"
+	"github.com/podflow/podflow/exporter/internal/nft"
 )
 
 // The vectors are built with the layouts of linux/netlink.h,
@@ -31,9 +32,16 @@ type pkt struct {
 	ctInfo  int64  // -1: none
 }
 
-func (p pkt) msg(nlseq uint32) []byte {
+func (p pkt) msg(nlseq uint32) []byte { return p.msgPrefix(nlseq, nil) }
+
+// msgPrefix is msg with an NFULA_PREFIX of the given bytes (none when
+// nil), where the kernel puts it: right after the packet header.
+func (p pkt) msgPrefix(nlseq uint32, prefix []byte) []byte {
 	var attrs []byte
 	attrs = append(attrs, nla(nfulaPacketHdr, []byte{0x08, 0x00, p.hook, 0})...)
+	if prefix != nil {
+		attrs = append(attrs, nla(nfulaPrefix, prefix)...)
+	}
 	attrs = append(attrs, nla(5, be32(3))...) // NFULA_IFINDEX_OUTDEV, ignored
 	if p.payload != nil {
 		attrs = append(attrs, nla(nfulaPayload, p.payload)...)
@@ -143,6 +151,84 @@ func TestParseBatch(t *testing.T) {
 	}
 }
 
+// TestParsePrefix checks the conntrack state carried by the log rule's
+// prefix: a NUL-terminated NFULA_PREFIX, as nfulnl_log_packet() copies it
+// with strlen + 1 bytes.
+func TestParsePrefix(t *testing.T) {
+	c, s := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
+	glue := ctTuple(c, s, 17, 40000, 53)
+	for _, tc := range []struct {
+		name   string
+		prefix []byte
+		ct     []byte
+		ctInfo int64
+		want   flow.Conntrack
+	}{
+		{"new", []byte("n\x00"), nil, -1, flow.Conntrack{Present: true, Info: flow.CTNew}},
+		{"original", []byte("o\x00"), nil, -1, flow.Conntrack{Present: true, Info: flow.CTEstablished}},
+		{"reply", []byte("r\x00"), nil, -1, flow.Conntrack{Present: true, Info: flow.CTEstablishedReply}},
+		{"untracked", []byte("u\x00"), nil, -1, flow.Conntrack{}},
+		{"empty prefix of a rule without one", []byte("\x00"), nil, -1, flow.Conntrack{}},
+		{"another rule's prefix", []byte("new\x00"), nil, -1, flow.Conntrack{}},
+		{"another rule's prefix starting alike", []byte("o \x00"), nil, -1, flow.Conntrack{}},
+		{"without the NUL", []byte("r"), nil, -1, flow.Conntrack{Present: true, Info: flow.CTEstablishedReply}},
+		{"empty attribute", []byte{}, nil, -1, flow.Conntrack{}},
+		{"glue wins", []byte("o\x00"), glue, int64(flow.CTNew), flow.Conntrack{Present: true, Info: flow.CTNew, OrigSrc: c, OrigDst: s, OrigSrcPort: 40000, OrigDstPort: 53}},
+		{"glue wins in reply", []byte("n\x00"), glue, int64(flow.CTRelatedReply), flow.Conntrack{Present: true, Info: flow.CTRelatedReply, OrigSrc: c, OrigDst: s, OrigSrcPort: 40000, OrigDstPort: 53}},
+		{"glue without a prefix", nil, glue, int64(flow.CTEstablished), flow.Conntrack{Present: true, Info: flow.CTEstablished, OrigSrc: c, OrigDst: s, OrigSrcPort: 40000, OrigDstPort: 53}},
+	} {
+		var p parser
+		var r recorder
+		p.parse(pkt{2, 4, 0, ipv4UDP, tc.ct, tc.ctInfo}.msgPrefix(0, tc.prefix), &r)
+		if len(r.recs) != 1 || p.malformed != 0 {
+			t.Errorf("%s: records = %d, malformed = %d; want 1, 0", tc.name, len(r.recs), p.malformed)
+			continue
+		}
+		if got := r.recs[0].CT; got != tc.want {
+			t.Errorf("%s: conntrack %+v, want %+v", tc.name, got, tc.want)
+		}
+	}
+
+	// The exact bytes of one message as the kernel sends it for
+	// "ct state new log prefix \"n\" group 100": nlmsghdr, nfgenmsg,
+	// NFULA_PACKET_HDR, NFULA_PREFIX (length 6: "n\0" and two bytes of
+	// padding), NFULA_PAYLOAD.
+	msg := []byte{
+		0, 0, 0, 0, 0x00, 0x04, 0x02, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, // nlmsghdr, length set below
+		0x02, 0x00, 0x00, 0x64, // nfgenmsg: AF_INET, version 0, group 100
+		0x08, 0x00, 0x01, 0x00, 0x08, 0x00, 0x01, 0x00, // NFULA_PACKET_HDR: 0x0800, hook 1
+		0x06, 0x00, 0x0a, 0x00, 'n', 0x00, 0x00, 0x00, // NFULA_PREFIX "n\0"
+		0x20, 0x00, 0x09, 0x00, // NFULA_PAYLOAD, 28 bytes
+	}
+	msg = append(msg, ipv4UDP...)
+	binary.NativeEndian.PutUint32(msg[0:4], uint32(len(msg)))
+	binary.NativeEndian.PutUint16(msg[4:6], msgPacket)
+	var p parser
+	var r recorder
+	p.parse(msg, &r)
+	if len(r.recs) != 1 || p.malformed != 0 {
+		t.Fatalf("kernel bytes: records = %d, malformed = %d; want 1, 0", len(r.recs), p.malformed)
+	}
+	if g := r.recs[0]; g.Hook != flow.HookInput || g.CT != (flow.Conntrack{Present: true, Info: flow.CTNew}) || string(g.Payload) != string(ipv4UDP) {
+		t.Errorf("kernel bytes: record %+v, want a new connection into the node", g)
+	}
+}
+
+// TestPrefixesMatchTheTable ties the parser to the prefixes of the log
+// rules the nft package installs.
+func TestPrefixesMatchTheTable(t *testing.T) {
+	for prefix, want := range map[string]uint8{
+		nft.PrefixNew:       flow.CTNew,
+		nft.PrefixOriginal:  flow.CTEstablished,
+		nft.PrefixReply:     flow.CTEstablishedReply,
+		nft.PrefixUntracked: noState,
+	} {
+		if got := prefixState(append([]byte(prefix), 0)); got != want {
+			t.Errorf("prefix %q: state %d, want %d", prefix, got, want)
+		}
+	}
+}
+
 func TestParseSequence(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -232,6 +318,7 @@ func FuzzParse(f *testing.F) {
 	f.Add(pkt{2, 4, 0, ipv4UDP, ctTuple(c, c, 17, 1, 2), 2}.msg(0))
 	f.Add(pkt{10, 1, 5, make([]byte, 40), ctTuple(s, s, 6, 1, 2), 3}.msg(0))
 	f.Add(append(pkt{2, 4, 1, ipv4UDP, nil, -1}.msg(0), done()...))
+	f.Add(pkt{2, 1, 2, ipv4UDP, nil, -1}.msgPrefix(0, []byte("r\x00")))
 	f.Add(ackMsg(1, -16))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var p parser
@@ -247,13 +334,13 @@ func benchBatch(n int) []byte {
 	c, s := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
 	var buf []byte
 	for i := range n {
-		buf = append(buf, pkt{2, 4, int64(i), append(ipv4UDP, make([]byte, 100)...), ctTuple(c, s, 17, 40000, 53), 0}.msg(0)...)
+		buf = append(buf, pkt{2, 4, int64(i), append(ipv4UDP, make([]byte, 100)...), ctTuple(c, s, 17, 40000, 53), 0}.msgPrefix(0, []byte("o\x00"))...)
 	}
 	return append(buf, done()...)
 }
 
 // BenchmarkParse reports the cost per packet of parsing a 64-packet batch
-// with conntrack attributes.
+// with conntrack attributes and the log prefix.
 func BenchmarkParse(b *testing.B) {
 	buf := benchBatch(64)
 	var p parser

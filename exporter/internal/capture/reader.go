@@ -143,8 +143,9 @@ type Stats struct {
 	// before the first attempt.
 	BindError string
 	// Conntrack is false when the kernel refused to attach conntrack
-	// data (no nf_conntrack_netlink): orientation then falls back to
-	// packet heuristics.
+	// data (no CONFIG_NETFILTER_NETLINK_GLUE_CT or nf_conntrack_netlink):
+	// records then carry the state and direction that the log rule's
+	// prefix names, without the original tuple.
 	Conntrack bool
 }
 
@@ -286,7 +287,7 @@ func (r *Reader) session(ctx context.Context, h Handler) (bool, error) {
 	errno, err := r.configure(f, rc, fd, bindAttrs(&r.cfg, flags), h)
 	if err == nil && errno == unix.EOPNOTSUPP {
 		// The kernel cannot attach conntrack data; capture without it.
-		r.logger.Warn("the kernel refused conntrack data for NFLOG (is nf_conntrack_netlink available?); orienting flows by packet heuristics")
+		r.logger.Warn("the kernel refused conntrack data for NFLOG (built without CONFIG_NETFILTER_NETLINK_GLUE_CT, or nf_conntrack_netlink missing); conntrack state and direction come from the log prefixes, without the pre-DNAT destination (no destination_service)")
 		flags = flagSeq
 		errno, err = r.configure(f, rc, fd, bindAttrs(&r.cfg, flags), h)
 	}

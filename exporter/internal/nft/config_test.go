@@ -3,6 +3,8 @@ package nft
 import (
 	"strings"
 	"testing"
+
+	"github.com/google/nftables/expr"
 )
 
 func TestParseOverlay(t *testing.T) {
@@ -99,8 +101,9 @@ func TestBuildSpecNeverSetsAVerdict(t *testing.T) {
 	if len(s.chains) != 2 {
 		t.Fatalf("chains = %d, want 2", len(s.chains))
 	}
-	// loopback + 6 overlays + sampling + log, per chain.
-	if want := 2 * (1 + len(cfg.Overlays) + 1 + 1); len(s.rules) != want {
+	// loopback + 6 overlays + sampling + 4 log rules (new, original,
+	// reply, untracked), per chain.
+	if want := 2 * (1 + len(cfg.Overlays) + 1 + 4); len(s.rules) != want {
 		t.Errorf("rules = %d, want %d", len(s.rules), want)
 	}
 	// Two VXLAN ports share one counter.
@@ -118,5 +121,63 @@ func TestInstallRejectsInvalidConfig(t *testing.T) {
 	}
 	if s := tbl.Stats(); s.SyncsError != 1 || s.Installed || s.LastError == "" {
 		t.Errorf("Stats() = %+v, want one failed sync", s)
+	}
+}
+
+// TestLogRulesLogOnce checks the shape of each chain: the sampling rule
+// comes before every log rule, each log rule but the last ends in return
+// (so a packet is logged once), the last one logs unconditionally, and
+// the prefixes are new, original, reply, untracked in that order.
+func TestLogRulesLogOnce(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.SampleRate = 4
+	s := buildSpec(&cfg)
+	for _, c := range s.chains {
+		var prefixes []string
+		sampled := false
+		var rules [][]expr.Any
+		for _, r := range s.rules {
+			if r.Chain == c {
+				rules = append(rules, r.Exprs)
+			}
+		}
+		for i, exprs := range rules {
+			var logs int
+			for _, e := range exprs {
+				switch e := e.(type) {
+				case *expr.Numgen:
+					if len(prefixes) > 0 {
+						t.Errorf("%s: sampling after a log rule", c.Name)
+					}
+					sampled = true
+				case *expr.Log:
+					logs++
+					prefixes = append(prefixes, string(e.Data))
+					if !sampled {
+						t.Errorf("%s: log rule %d before the sampling rule", c.Name, i)
+					}
+					if e.Group != cfg.Group || e.Snaplen != cfg.SnapLen || e.QThreshold != cfg.QueueThreshold {
+						t.Errorf("%s: log rule %d = %+v, want the configured group, snaplen and threshold", c.Name, i, e)
+					}
+				}
+			}
+			if logs == 0 {
+				continue
+			}
+			last := i == len(rules)-1
+			v, ends := exprs[len(exprs)-1].(*expr.Verdict)
+			switch {
+			case logs != 1:
+				t.Errorf("%s: rule %d logs %d times", c.Name, i, logs)
+			case last && (len(exprs) != 1):
+				t.Errorf("%s: the last log rule has a match: %v", c.Name, exprs)
+			case !last && (!ends || v.Kind != expr.VerdictReturn):
+				t.Errorf("%s: log rule %d does not end in return", c.Name, i)
+			}
+		}
+		want := []string{PrefixNew, PrefixOriginal, PrefixReply, PrefixUntracked}
+		if strings.Join(prefixes, ",") != strings.Join(want, ",") {
+			t.Errorf("%s: log prefixes %q, want %q", c.Name, prefixes, want)
+		}
 	}
 }

@@ -77,8 +77,28 @@ func buildSpec(cfg *Config) *spec {
 	return s
 }
 
+// Log prefixes: the log rules tell capture the packet's conntrack state
+// and direction through NFULA_PREFIX, which every kernel delivers, since
+// NFULA_CT and NFULA_CT_INFO need CONFIG_NETFILTER_NETLINK_GLUE_CT.
+const (
+	// PrefixNew marks a packet in state NEW: the original direction of a
+	// connection that has seen no reply yet.
+	PrefixNew = "n"
+	// PrefixOriginal marks any other tracked packet in the original
+	// direction (ESTABLISHED or RELATED).
+	PrefixOriginal = "o"
+	// PrefixReply marks a tracked packet in the reply direction.
+	PrefixReply = "r"
+	// PrefixUntracked marks a packet without a connection: untracked
+	// (notrack) or invalid.
+	PrefixUntracked = "u"
+)
+
 // chainRules returns the rules of one chain, in order: loopback, overlays,
-// sampling, log. None of them sets a verdict other than return.
+// sampling, then the log rules, one per conntrack state, each ending in
+// return so that a packet is logged exactly once. None of them sets a
+// verdict other than return, which in a base chain applies the chain's
+// policy, accept.
 func chainRules(cfg *Config, ifname expr.MetaKey) [][]expr.Any {
 	ret := &expr.Verdict{Kind: expr.VerdictReturn}
 	lo := make([]byte, unix.IFNAMSIZ)
@@ -111,12 +131,40 @@ func chainRules(cfg *Config, ifname expr.MetaKey) [][]expr.Any {
 			ret,
 		})
 	}
-	rules = append(rules, []expr.Any{&expr.Log{
-		Key:        1<<unix.NFTA_LOG_GROUP | 1<<unix.NFTA_LOG_SNAPLEN | 1<<unix.NFTA_LOG_QTHRESHOLD,
-		Group:      cfg.Group,
-		Snaplen:    cfg.SnapLen,
-		QThreshold: cfg.QueueThreshold,
-	}})
+	logTo := func(prefix string) *expr.Log {
+		return &expr.Log{
+			Key:        1<<unix.NFTA_LOG_GROUP | 1<<unix.NFTA_LOG_SNAPLEN | 1<<unix.NFTA_LOG_QTHRESHOLD | 1<<unix.NFTA_LOG_PREFIX,
+			Group:      cfg.Group,
+			Snaplen:    cfg.SnapLen,
+			QThreshold: cfg.QueueThreshold,
+			Data:       []byte(prefix),
+		}
+	}
+	// ct state new: the state is a bit mask in host byte order, tested
+	// the way nft compiles it. NEW exists only in the original
+	// direction.
+	newBit := make([]byte, 4)
+	binary.NativeEndian.PutUint32(newBit, expr.CtStateBitNEW)
+	rules = append(rules, []expr.Any{
+		&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: newBit, Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
+		logTo(PrefixNew), ret,
+	})
+	// ct direction original / reply: loading the direction of a packet
+	// without a connection (untracked, invalid) ends the rule without a
+	// match, so such packets reach the last rule.
+	for _, d := range []struct {
+		dir    byte
+		prefix string
+	}{{0, PrefixOriginal}, {1, PrefixReply}} {
+		rules = append(rules, []expr.Any{
+			&expr.Ct{Key: expr.CtKeyDIRECTION, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{d.dir}},
+			logTo(d.prefix), ret,
+		})
+	}
+	rules = append(rules, []expr.Any{logTo(PrefixUntracked)})
 	return rules
 }
 

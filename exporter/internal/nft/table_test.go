@@ -2,10 +2,13 @@ package nft
 
 import (
 	"context"
+	"errors"
 	"flag"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -178,5 +181,55 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 10s")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestReturnKeepsOtherVerdicts checks that podflow's rules never decide a
+// packet's fate: return from a base chain applies the chain's policy,
+// accept, which only hands the packet to the next chain on the hook. A
+// drop in another table after podflow's chain (priority 200) still drops,
+// and packets it accepts still pass, whatever log rule matched them.
+func TestReturnKeepsOtherVerdicts(t *testing.T) {
+	a := netnstest.New(t, "pfct-")
+	b := netnstest.New(t, "pfct-")
+	if err := netnstest.Link(a, "a0", []string{"192.0.2.1/24"}, b, "b0", []string{"192.0.2.2/24"}); err != nil {
+		t.Fatal(err)
+	}
+	// A static neighbour: no packet waits for ARP.
+	bmac := strings.TrimSpace(b.MustRun(t, "cat", "/sys/class/net/b0/address"))
+	a.MustRun(t, "ip", "neigh", "replace", "192.0.2.2", "lladdr", bmac, "dev", "a0", "nud", "permanent")
+	cfg := DefaultConfig()
+	cfg.NetNS = a.FD
+	if err := New(cfg, nil).Install(); err != nil {
+		t.Fatal(err)
+	}
+	// The other table drops UDP to 9999 after podflow's chain has logged
+	// and returned; a counter of its own in b counts what arrives.
+	a.MustRun(t, "nft", "add table inet pfcttest; add chain inet pfcttest out { type filter hook postrouting priority 200; policy accept; }; add rule inet pfcttest out udp dport 9999 drop")
+	b.MustRun(t, "nft", "add table inet pfcttest; add counter inet pfcttest dropped; add counter inet pfcttest passed; add chain inet pfcttest in { type filter hook prerouting priority 0; }; add rule inet pfcttest in udp dport 9999 counter name dropped; add rule inet pfcttest in udp dport 9998 counter name passed")
+	// Untracked packets take the last log rule, tracked ones the others.
+	a.MustRun(t, "nft", "add table inet pfctraw; add chain inet pfctraw raw { type filter hook output priority raw; }; add rule inet pfctraw raw udp dport { 9999, 9998 } udp sport 7000 notrack")
+	for _, src := range []int{7000, 7001} {
+		var c *net.UDPConn
+		if err := a.Do(func() (err error) { c, err = net.ListenUDP("udp4", &net.UDPAddr{Port: src}); return err }); err != nil {
+			t.Fatal(err)
+		}
+		for _, port := range []int{9999, 9998} {
+			for range 3 {
+				_, err := c.WriteToUDP([]byte("x"), &net.UDPAddr{IP: net.IPv4(192, 0, 2, 2), Port: port})
+				// A locally sent packet that a chain drops fails with
+				// EPERM: the other table's drop took effect.
+				if dropped := port == 9999; dropped != errors.Is(err, syscall.EPERM) || (!dropped && err != nil) {
+					t.Errorf("send from %d to %d: %v", src, port, err)
+				}
+			}
+		}
+		c.Close()
+	}
+	// Delivery over the veth runs in softirq, after nc returns.
+	count := func(name string) string { return b.MustRun(t, "nft", "list", "counter", "inet", "pfcttest", name) }
+	waitFor(t, func() bool { return strings.Contains(count("passed"), "packets 6 ") })
+	if out := count("dropped"); !strings.Contains(out, "packets 0 ") {
+		t.Errorf("the other table's drop was overridden; the peer received:\n%s", out)
 	}
 }

@@ -5,12 +5,16 @@
 //
 // The evidence, strongest first:
 //
-//  1. Conntrack, when NFLOG delivered it (Present, and a state from
-//     ESTABLISHED to RELATED_REPLY). A packet in the reply direction goes
-//     from the responder to the initiator. podflow's chains run after
-//     destination NAT and before source NAT, so in both directions the
-//     packet carries the translated backend address, and in the reply
-//     direction its source is still the responding pod. Service is the
+//  1. Conntrack, when capture delivered it (Present, and a state from
+//     ESTABLISHED to RELATED_REPLY): from NFLOG's conntrack attributes
+//     where the kernel has the glue, else from the prefix of the log rule
+//     that matched, which gives the state and direction but no original
+//     tuple (OrigSrc and OrigDst are zero, so no Service). A packet in
+//     the reply direction goes from the responder to the initiator.
+//     podflow's chains run after destination NAT and before source NAT,
+//     so in both directions the packet carries the translated backend
+//     address, and in the reply direction its source is still the
+//     responding pod. Service is the
 //     conntrack original destination when it differs from the responder:
 //     the ClusterIP (or other pre-DNAT address) the initiator addressed.
 //     NewConn is set for a packet in state NEW. Conntrack keeps a

@@ -103,6 +103,30 @@ func TestOrient(t *testing.T) {
 			}),
 			flow.Flow{Initiator: client, Responder: backend, Port: 8080, Dir: flow.Original}},
 
+		// Conntrack from the log prefix: state and direction, no tuple.
+		{"log prefix new: original and new, no Service from the zero tuple",
+			with(pkt(flow.ProtoUDP, client, 40000, backend, 5353), func(p *flow.Packet) {
+				p.CT = flow.Conntrack{Present: true, Info: flow.CTNew}
+			}),
+			flow.Flow{Initiator: client, Responder: backend, Port: 5353, Dir: flow.Original, NewConn: true}},
+		{"log prefix original: beats the port heuristic, not new",
+			with(pkt(flow.ProtoUDP, client, 53, backend, 50000), func(p *flow.Packet) {
+				p.CT = flow.Conntrack{Present: true, Info: flow.CTEstablished}
+			}),
+			flow.Flow{Initiator: client, Responder: backend, Port: 50000, Dir: flow.Original}},
+		{"log prefix reply: a SYN+ACK, no Service",
+			with(pkt(flow.ProtoTCP, backend6, 8080, client6, 40000), func(p *flow.Packet) {
+				p.CT = flow.Conntrack{Present: true, Info: flow.CTEstablishedReply}
+				p.TCPFlags = flow.TCPSyn | flow.TCPAck
+			}),
+			flow.Flow{Initiator: client6, Responder: backend6, Port: 8080, Dir: flow.Reply}},
+		{"log prefix new on an ICMP echo request: a new connection",
+			with(pkt(flow.ProtoICMP, client, 0, backend, 0), func(p *flow.Packet) {
+				p.CT = flow.Conntrack{Present: true, Info: flow.CTNew}
+				p.ICMPType = 8
+			}),
+			flow.Flow{Initiator: client, Responder: backend, Dir: flow.Original, NewConn: true}},
+
 		// TCP flags.
 		{"SYN without ACK from the higher-port side is original and new",
 			with(pkt(flow.ProtoTCP, client, 20, backend, 40000), func(p *flow.Packet) { p.TCPFlags = flow.TCPSyn }),
