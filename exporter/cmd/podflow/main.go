@@ -85,6 +85,7 @@ func run(args []string) int {
 		QueueSize:     cfg.QueueSize,
 		SampleRate:    cfg.Nftables.SampleRate,
 		EvictInterval: evictInterval(cfg.IdleTimeout),
+		Synced:        ident.Synced,
 	}, attr, table)
 	reader := capture.New(cfg.Capture, logger)
 	nftTable := nft.New(cfg.Nftables, logger)
@@ -220,7 +221,10 @@ func sources(cfg *Config, reader *capture.Reader, pipe *pipeline.Pipeline, attr 
 		},
 		Decode:      decodeCounts(pipe),
 		Attribution: attr.Stats,
-		Aggregate:   table.Stats,
+		Ignored: func() []collector.Count {
+			return []collector.Count{{Label: "identity_not_synced", Value: pipe.Stats().NotSynced}}
+		},
+		Aggregate: table.Stats,
 		Nftables: func() collector.NftablesStats {
 			s := nftTable.Stats()
 			out := collector.NftablesStats{SyncSuccess: s.SyncsOK, SyncError: s.SyncsError}

@@ -107,6 +107,7 @@ var sources = Sources{
 	Attribution: func() attribute.Stats {
 		return attribute.Stats{OtherNodeReports: 7, SourceMisses: 1, DestinationMisses: 2}
 	},
+	Ignored: func() []Count { return []Count{{"identity_not_synced", 11}} },
 	Aggregate: func() aggregate.Stats {
 		return aggregate.Stats{Series: 12, Limit: 100000, Dropped: 5, EvictedIdle: 3, EvictedDeleted: 4}
 	},
@@ -164,6 +165,7 @@ podflow_overlay_packets_total{encapsulation="vxlan"} 9
 podflow_overlay_packets_total{encapsulation="wireguard"} 0
 # HELP podflow_packets_ignored_total Packets seen but not counted on this node, by reason.
 # TYPE podflow_packets_ignored_total counter
+podflow_packets_ignored_total{reason="identity_not_synced"} 11
 podflow_packets_ignored_total{reason="other_node_reports"} 7
 # HELP podflow_series Active flow series (label sets).
 # TYPE podflow_series gauge

@@ -50,9 +50,12 @@ type Sources struct {
 	Capture     func() CaptureStats
 	Decode      func() []Count // errors by reason
 	Attribution func() attribute.Stats
-	Aggregate   func() aggregate.Stats
-	Nftables    func() NftablesStats
-	Kubernetes  func() []ResourceStats
+	// Ignored counts packets seen but not counted here, by reason, on
+	// top of attribution's other_node_reports.
+	Ignored    func() []Count
+	Aggregate  func() aggregate.Stats
+	Nftables   func() NftablesStats
+	Kubernetes func() []ResourceStats
 	// SampleRate is the 1-in-N sampling rate (--capture.sample-rate).
 	SampleRate uint32
 }
@@ -145,6 +148,11 @@ func (s *self) Collect(ch chan<- prometheus.Metric) {
 		counter(ch, s.misses, a.SourceMisses, "source")
 		counter(ch, s.misses, a.DestinationMisses, "destination")
 		counter(ch, s.ignored, a.OtherNodeReports, "other_node_reports")
+	}
+	if s.src.Ignored != nil {
+		for _, c := range s.src.Ignored() {
+			counter(ch, s.ignored, c.Value, c.Label)
+		}
 	}
 	if s.src.Aggregate != nil {
 		a := s.src.Aggregate()

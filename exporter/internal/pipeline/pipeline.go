@@ -36,6 +36,11 @@ type Config struct {
 	EvictInterval time.Duration
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// Synced reports whether the source of identity knows the cluster.
+	// Until it does, packets are dropped and counted: attributed now,
+	// every node would report every connection under Unknown. Nil means
+	// always synced.
+	Synced func() bool
 }
 
 // DefaultQueueSize is the default of --capture.queue-size: 256 batches of
@@ -51,6 +56,9 @@ type batch struct {
 type Stats struct {
 	// QueueFull counts packets dropped because the queue was full.
 	QueueFull uint64
+	// NotSynced counts packets dropped while the source of identity had
+	// not synced yet.
+	NotSynced uint64
 	// DecodeErrors counts undecodable packets, indexed by decode.Reason.
 	DecodeErrors []uint64
 }
@@ -69,6 +77,7 @@ type Pipeline struct {
 	pkt   flow.Packet // Handle's scratch, guarded by curMu
 
 	queueFull  atomic.Uint64
+	notSynced  atomic.Uint64
 	decodeErrs [256]atomic.Uint64
 
 	ups []aggregate.Update // owned by Run
@@ -90,6 +99,9 @@ func New(cfg Config, attr *attribute.Attributor, table *aggregate.Table) *Pipeli
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Synced == nil {
+		cfg.Synced = func() bool { return true }
 	}
 	p := &Pipeline{
 		cfg:   cfg,
@@ -201,6 +213,11 @@ func (p *Pipeline) flushPartial() {
 
 // process attributes a batch, adds it to the table and recycles it.
 func (p *Pipeline) process(b *batch) {
+	if !p.cfg.Synced() {
+		p.notSynced.Add(uint64(b.n)) //nolint:gosec // 0 <= b.n <= BatchSize
+		p.recycle(b)
+		return
+	}
 	n := 0
 	for i := range b.n {
 		f := &b.flows[i]
@@ -212,6 +229,11 @@ func (p *Pipeline) process(b *batch) {
 		n++
 	}
 	p.table.AddBatch(p.cfg.Now(), p.ups[:n], p.cfg.SampleRate)
+	p.recycle(b)
+}
+
+// recycle empties b and returns it to the free list.
+func (p *Pipeline) recycle(b *batch) {
 	b.n = 0
 	select {
 	case p.free <- b:
@@ -221,7 +243,7 @@ func (p *Pipeline) process(b *batch) {
 
 // Stats returns the pipeline's counters.
 func (p *Pipeline) Stats() Stats {
-	s := Stats{QueueFull: p.queueFull.Load(), DecodeErrors: make([]uint64, len(p.decodeErrs))}
+	s := Stats{QueueFull: p.queueFull.Load(), NotSynced: p.notSynced.Load(), DecodeErrors: make([]uint64, len(p.decodeErrs))}
 	for i := range p.decodeErrs {
 		s.DecodeErrors[i] = p.decodeErrs[i].Load()
 	}

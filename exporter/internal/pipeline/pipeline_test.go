@@ -185,3 +185,22 @@ func BenchmarkPipeline(b *testing.B) {
 		}
 	}
 }
+
+func TestDropsUntilSynced(t *testing.T) {
+	synced := false
+	tab := aggregate.New(aggregate.Config{})
+	p := New(Config{Synced: func() bool { return synced }}, attribute.New(ids, attribute.Config{}), tab)
+	for range 3 {
+		p.Handle(request(100))
+	}
+	p.Drain()
+	if tab.Len() != 0 || p.Stats().NotSynced != 3 {
+		t.Fatalf("before sync: %d series, not_synced %d; want 0 and 3", tab.Len(), p.Stats().NotSynced)
+	}
+	synced = true
+	p.Handle(request(100))
+	p.Drain()
+	if s := tab.Snapshot(nil); len(s) != 1 || s[0].Packets[flow.Original] != 1 {
+		t.Fatalf("after sync: %+v", s)
+	}
+}
