@@ -291,7 +291,16 @@ func (ix *index) unlinkPod(st *podState) {
 // reresolve recomputes the endpoints of the pods owned by a ReplicaSet
 // or a Job after that owner changed.
 func (ix *index) reresolve(owner nsName) {
-	for st := range ix.dependent[owner] {
+	deps := ix.dependent[owner]
+	if len(deps) == 0 {
+		return
+	}
+	// Relinking edits the set being walked: walk a copy.
+	pods := make([]*podState, 0, len(deps))
+	for st := range deps {
+		pods = append(pods, st)
+	}
+	for _, st := range pods {
 		ep, _ := ix.resolve(st.info)
 		if ep == st.ep {
 			continue

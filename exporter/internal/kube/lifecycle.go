@@ -1,6 +1,8 @@
 package kube
 
 import (
+	"time"
+
 	"github.com/podflow/podflow/exporter/internal/flow"
 )
 
@@ -9,6 +11,15 @@ import (
 // scraped once more. Series name a workload unless pod labels are on, so
 // at workload granularity a workload is forgotten only when none of its
 // pods lives any more; with pod labels, the pod is forgotten too.
+//
+// One timer runs per endpoint, however many of its pods go: a workload
+// scaled from 300 pods to none is forgotten once (each Forget walks every
+// series), DeletionGrace after its last pod went.
+
+type pendingForget struct {
+	last time.Time // the latest deletion that concerns the endpoint
+	gone func(*index) bool
+}
 
 // schedulePodForget arranges the Forget calls for a deleted pod.
 func (s *Source) schedulePodForget(st *podState) {
@@ -29,21 +40,46 @@ func (s *Source) schedulePodForget(st *podState) {
 	s.scheduleForget(func(ix *index) bool { return ix.workloads[wk] == 0 }, workload)
 }
 
-// scheduleForget calls Forget(ep) after the grace period if gone still
-// holds then.
+// scheduleForget calls Forget(ep) DeletionGrace after the latest call for
+// ep, if gone holds then.
 func (s *Source) scheduleForget(gone func(*index) bool, ep flow.Endpoint) {
 	if s.cfg.Forget == nil {
 		return
 	}
-	s.clk.AfterFunc(s.cfg.DeletionGrace, func() {
-		if s.stopped.Load() {
-			return
-		}
-		s.mu.RLock()
-		ok := gone(&s.ix)
-		s.mu.RUnlock()
-		if ok {
-			s.cfg.Forget(ep)
-		}
-	})
+	s.pendingMu.Lock()
+	defer s.pendingMu.Unlock()
+	if p, ok := s.pending[ep]; ok {
+		p.last, p.gone = s.clk.Now(), gone
+		return
+	}
+	s.pending[ep] = &pendingForget{last: s.clk.Now(), gone: gone}
+	s.clk.AfterFunc(s.cfg.DeletionGrace, func() { go s.expire(ep) })
+}
+
+// expire runs on its own goroutine: a fake clock calls timer functions
+// with its lock held, and expire reads the clock.
+func (s *Source) expire(ep flow.Endpoint) {
+	if s.stopped.Load() {
+		return
+	}
+	s.pendingMu.Lock()
+	p := s.pending[ep]
+	if p == nil {
+		s.pendingMu.Unlock()
+		return
+	}
+	if wait := s.cfg.DeletionGrace - s.clk.Since(p.last); wait > 0 {
+		s.clk.AfterFunc(wait, func() { go s.expire(ep) })
+		s.pendingMu.Unlock()
+		return
+	}
+	delete(s.pending, ep)
+	s.pendingMu.Unlock()
+
+	s.mu.RLock()
+	ok := p.gone(&s.ix)
+	s.mu.RUnlock()
+	if ok {
+		s.cfg.Forget(ep)
+	}
 }

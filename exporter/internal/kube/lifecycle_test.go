@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"sync"
@@ -8,6 +9,8 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	metafake "k8s.io/client-go/metadata/fake"
 	testingclock "k8s.io/utils/clock/testing"
 
 	"github.com/podflow/podflow/exporter/internal/flow"
@@ -146,4 +149,62 @@ func TestDeletionGrace(t *testing.T) {
 			log.expectAfter(t, clk, time.Minute, flow.Endpoint{Namespace: "shop", Workload: "web", Kind: flow.KindService})
 		})
 	}
+}
+
+// TestWorkloadCountFollowsOwners renames many pods at once when their
+// ReplicaSet shows up, and forgets the workload once, after its last pod.
+func TestWorkloadCountFollowsOwners(t *testing.T) {
+	clk := testingclock.NewFakeClock(time.Now())
+	var log forgetLog
+	const n = 30
+	var objs []runtime.Object
+	for i := range n {
+		objs = append(objs, pod("shop", fmt.Sprintf("bulk-7c-%d", i), "n1", []string{fmt.Sprintf("10.244.1.%d", 10+i)}, owned("ReplicaSet", "bulk-7c")))
+	}
+	c := newCluster(t, Config{Forget: log.forget, DeletionGrace: time.Minute, Clock: clk, PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}}, objs...)
+	c.expect("10.244.1.10", flow.Endpoint{Namespace: "shop", Workload: "bulk-7c", Kind: flow.KindReplicaSet, Pod: "bulk-7c-0", Node: "n1"}, true)
+	if _, err := c.meta.Resource(gvrReplicaSets).Namespace("shop").(metafake.MetadataClient).CreateFake(replicaSet("shop", "bulk-7c", ref("Deployment", "bulk")), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		c.expect(fmt.Sprintf("10.244.1.%d", 10+i), flow.Endpoint{Namespace: "shop", Workload: "bulk", Kind: flow.KindDeployment, Pod: fmt.Sprintf("bulk-7c-%d", i), Node: "n1"}, true)
+	}
+	c.src.mu.RLock()
+	got := c.src.ix.workloads[workloadKey{"shop", "bulk", flow.KindDeployment}]
+	stale := c.src.ix.workloads[workloadKey{"shop", "bulk-7c", flow.KindReplicaSet}]
+	c.src.mu.RUnlock()
+	if got != n || stale != 0 {
+		t.Fatalf("pods counted per workload: Deployment %d, ReplicaSet %d; want %d and 0", got, stale, n)
+	}
+	for i := range n {
+		if err := c.core.CoreV1().Pods("shop").Delete(ctx, fmt.Sprintf("bulk-7c-%d", i), metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.expect(fmt.Sprintf("10.244.1.%d", 10+n-1), flow.Endpoint{}, false)
+	log.expectAfter(t, clk, time.Minute, flow.Endpoint{Namespace: "shop", Workload: "bulk", Kind: flow.KindDeployment})
+}
+
+// TestGraceFromLastDeletion: the workload's series stay for the grace
+// period after its last pod went, not its first.
+func TestGraceFromLastDeletion(t *testing.T) {
+	clk := testingclock.NewFakeClock(time.Now())
+	var log forgetLog
+	c := newCluster(t, Config{Forget: log.forget, DeletionGrace: time.Minute, Clock: clk, PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}},
+		pod("shop", "api-0", "n1", []string{"10.244.1.10"}, owned("StatefulSet", "api")),
+		pod("shop", "api-1", "n1", []string{"10.244.1.11"}, owned("StatefulSet", "api")),
+	)
+	pods := c.core.CoreV1().Pods("shop")
+	if err := pods.Delete(ctx, "api-0", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c.expect("10.244.1.10", flow.Endpoint{}, false)
+	log.expectAfter(t, clk, 30*time.Second)
+	if err := pods.Delete(ctx, "api-1", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c.expect("10.244.1.11", flow.Endpoint{}, false)
+	log.expectAfter(t, clk, 30*time.Second) // a minute after the first deletion
+	log.expectAfter(t, clk, 29*time.Second)
+	log.expectAfter(t, clk, time.Second, flow.Endpoint{Namespace: "shop", Workload: "api", Kind: flow.KindStatefulSet})
 }

@@ -97,6 +97,9 @@ type Source struct {
 
 	mu sync.RWMutex
 	ix index
+
+	pendingMu sync.Mutex
+	pending   map[flow.Endpoint]*pendingForget
 }
 
 // NewWithClients builds a Source over the given clients. Nothing is
@@ -111,7 +114,8 @@ func NewWithClients(cfg Config, core kubernetes.Interface, meta metadata.Interfa
 	if cfg.Clock == nil {
 		cfg.Clock = clock.RealClock{}
 	}
-	s := &Source{cfg: cfg, logger: cfg.Logger, clk: cfg.Clock, ix: newIndex(cfg.PodCIDRs, cfg.ServiceCIDRs)}
+	s := &Source{cfg: cfg, logger: cfg.Logger, clk: cfg.Clock, ix: newIndex(cfg.PodCIDRs, cfg.ServiceCIDRs),
+		pending: make(map[flow.Endpoint]*pendingForget)}
 
 	pods, services, nodes := core.CoreV1().Pods(metav1.NamespaceAll), core.CoreV1().Services(metav1.NamespaceAll), core.CoreV1().Nodes()
 	rsets, jobs := meta.Resource(gvrReplicaSets).Namespace(metav1.NamespaceAll), meta.Resource(gvrJobs).Namespace(metav1.NamespaceAll)
