@@ -144,3 +144,13 @@ func TestBadStartLeavesNoTable(t *testing.T) {
 		})
 	}
 }
+
+// TestVersion checks --version prints the build and exits 0 without
+// touching the kernel.
+func TestVersion(t *testing.T) {
+	netnstest.RequireRoot(t)
+	out, err := exec.Command(podflowBinary(t), "--version").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "podflow, version") || !strings.Contains(string(out), "go version:") {
+		t.Fatalf("--version: %v\n%s", err, out)
+	}
+}
