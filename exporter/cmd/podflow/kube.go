@@ -16,7 +16,7 @@ func newKubeIdentity(_ context.Context, cfg *Config, logger *slog.Logger, forget
 	if err != nil {
 		return nil, err
 	}
-	src, err := kube.New(kube.Config{
+	src, err := kube.New(&kube.Config{
 		PodCIDRs:      cfg.Kube.PodCIDRs,
 		ServiceCIDRs:  cfg.Kube.ServiceCIDRs,
 		Networks:      nets, // a nil table still classifies private and internet

@@ -12,7 +12,7 @@ import (
 
 // New builds a Source that talks to the API server named by kubeconfig,
 // or, when kubeconfig is empty, to the cluster podflow runs in.
-func New(cfg Config, kubeconfig string) (*Source, error) {
+func New(cfg *Config, kubeconfig string) (*Source, error) {
 	if cfg.Logger != nil {
 		// client-go logs through klog; send it where podflow logs.
 		klog.SetSlogLogger(cfg.Logger)

@@ -48,7 +48,7 @@ func newFakeClients(objs ...runtime.Object) (*fake.Clientset, *metafake.FakeMeta
 func (c *cluster) start(cfg Config) *cluster {
 	t := c.t
 	t.Helper()
-	src, err := NewWithClients(cfg, c.core, c.meta)
+	src, err := NewWithClients(&cfg, c.core, c.meta)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +101,9 @@ var ctx = context.Background()
 
 func metaScheme() *runtime.Scheme {
 	s := metafake.NewTestScheme()
-	metav1.AddMetaToScheme(s)
+	if err := metav1.AddMetaToScheme(s); err != nil {
+		panic(err)
+	}
 	return s
 }
 

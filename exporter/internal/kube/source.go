@@ -104,10 +104,11 @@ type Source struct {
 
 // NewWithClients builds a Source over the given clients. Nothing is
 // listed until Run.
-func NewWithClients(cfg Config, core kubernetes.Interface, meta metadata.Interface) (*Source, error) {
+func NewWithClients(c *Config, core kubernetes.Interface, meta metadata.Interface) (*Source, error) {
 	if core == nil || meta == nil {
 		return nil, errors.New("kube: nil client")
 	}
+	cfg := *c
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
