@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"strings"
 )
 
@@ -329,31 +328,6 @@ func stat(title, desc, unit string, target M, steps ...any) M {
 	}
 }
 
-func bargauge(title, desc, unit string, target M) M {
-	return M{
-		"type":        "bargauge",
-		"title":       title,
-		"description": desc,
-		"datasource":  ds,
-		"targets":     []M{target},
-		"fieldConfig": fieldConfig(unit, nil, nil),
-		"options": M{
-			"reduceOptions": M{"calcs": []string{"lastNotNull"}, "fields": "", "values": false},
-			"orientation":   "horizontal",
-			"displayMode":   "gradient",
-			"showUnfilled":  true,
-			"valueMode":     "color",
-			"namePlacement": "left",
-			"sizing":        "auto",
-			"minVizHeight":  16,
-			"maxVizHeight":  300,
-			"minVizWidth":   8,
-			"legend":        M{"showLegend": false},
-			"text":          M{},
-		},
-	}
-}
-
 // table shows instant table queries. hide lists columns to drop, rename maps
 // label columns to headers, valueUnit sets the unit of value columns.
 func table(title, desc, unit string, targets []M, hide []string, rename M, overrides []M) M {
@@ -443,5 +417,5 @@ func metric(name string, matchers ...string) string { return name + sel(matchers
 
 var cluster = `cluster=~"$cluster"`
 
-func re(label, v string) string { return fmt.Sprintf(`%s=~"%s"`, label, v) }
-func eq(label, v string) string { return fmt.Sprintf(`%s="%s"`, label, v) }
+func re(label, v string) string { return label + `=~"` + v + `"` }
+func eq(label, v string) string { return label + `="` + v + `"` }

@@ -89,9 +89,9 @@ tests:
 	b.WriteString(pairSeries("podflow_connections_total", web, db, "5432", "", "0+60x120"))
 	b.WriteString(pairSeries("podflow_connections_total", web, inet, "443", "", "0+120x120"))
 	b.WriteString(pairSeries("podflow_connections_total", node, db, "5432", "", "0+30x120"))
-	b.WriteString(fmt.Sprintf("      - series: %s\n        values: %s\n",
+	fmt.Fprintf(&b, "      - series: %s\n        values: %s\n",
 		strconv.Quote(`ALERTS{alertname="PodflowNewCommunication", alertstate="firing", category="security", severity="warning", source_namespace="shop", source_workload="web", destination_namespace="shop", destination_workload="db"}`),
-		strconv.Quote("1x120")))
+		strconv.Quote("1x120"))
 	b.WriteString("    promql_expr_test:\n")
 
 	all := map[string]string{"cluster": ".*", "namespace": ".*", "workload": ".*", "kind": ".*", "topn": "100", "__range": "1h"}
