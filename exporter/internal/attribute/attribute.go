@@ -111,12 +111,12 @@ func (a *Attributor) Attribute(f *flow.Flow, k *flow.Key) bool {
 	src, ok := a.resolver.Lookup(f.Initiator)
 	if !ok {
 		a.srcMiss.Add(1)
-		src = flow.Endpoint{Kind: flow.KindUnknown}
+		src = unknown(&src)
 	}
 	dst, ok := a.resolver.Lookup(f.Responder)
 	if !ok {
 		a.dstMiss.Add(1)
-		dst = flow.Endpoint{Kind: flow.KindUnknown}
+		dst = unknown(&dst)
 	}
 	if r := reporter(&src, &dst); r != "" && a.node != "" && r != a.node {
 		a.otherNode.Add(1)
@@ -147,10 +147,18 @@ func (a *Attributor) Attribute(f *flow.Flow, k *flow.Key) bool {
 	return true
 }
 
+// unknown is the endpoint of an address no source of identity knows. It
+// keeps the node a miss may still name (the node whose pod CIDR holds the
+// address), so that while one node's informers lag behind another's the
+// connection is still reported by its initiator's node alone.
+func unknown(miss *flow.Endpoint) flow.Endpoint {
+	return flow.Endpoint{Kind: flow.KindUnknown, Node: miss.Node}
+}
+
 // reporter returns the node that reports a flow between src and dst, or
 // "" when neither names a node.
 func reporter(src, dst *flow.Endpoint) string {
-	if src.Node != "" && (src.Kind == flow.KindNode || isPod(src.Kind)) {
+	if src.Node != "" && (src.Kind == flow.KindNode || src.Kind == flow.KindUnknown || isPod(src.Kind)) {
 		return src.Node
 	}
 	return dst.Node

@@ -9,8 +9,14 @@ import (
 
 type fakeResolver map[netip.Addr]flow.Endpoint
 
+// Lookup reports an entry of kind Unknown as a miss that still names the
+// node, as the Kubernetes source does for an address in a node's pod CIDR
+// that its informers have not seen yet.
 func (r fakeResolver) Lookup(a netip.Addr) (flow.Endpoint, bool) {
 	ep, ok := r[a]
+	if ok && ep.Kind == flow.KindUnknown {
+		return ep, false
+	}
 	return ep, ok
 }
 
@@ -24,7 +30,8 @@ var (
 	ipSvcCart   = netip.MustParseAddr("10.96.0.10")
 	ipExternal  = netip.MustParseAddr("203.0.113.7")
 	ipCorp      = netip.MustParseAddr("172.16.5.5")
-	ipStranger  = netip.MustParseAddr("10.244.9.9") // in the pod CIDR, unknown
+	ipStranger  = netip.MustParseAddr("10.244.9.9")  // in the pod CIDR, unknown
+	ipNewbornA  = netip.MustParseAddr("10.244.1.50") // a pod on node-a the informers have not seen yet
 
 	resolver = fakeResolver{
 		ipFrontendA: {Namespace: "shop", Workload: "frontend", Kind: flow.KindDeployment, Pod: "frontend-7d9-abc", Node: "node-a"},
@@ -35,6 +42,7 @@ var (
 		ipSvcCart:   {Namespace: "shop", Workload: "cart", Kind: flow.KindService},
 		ipExternal:  {Workload: "internet", Kind: flow.KindNetwork},
 		ipCorp:      {Namespace: "ignored", Workload: "corp", Kind: flow.KindNetwork},
+		ipNewbornA:  {Kind: flow.KindUnknown, Node: "node-a"},
 	}
 )
 
@@ -58,6 +66,9 @@ func TestReporterRule(t *testing.T) {
 		{"pod to external", ipFrontendA, ipExternal, netip.Addr{}, []string{"node-a"}},
 		{"hostNetwork pod to pod", ipHostNetB, ipCartA, netip.Addr{}, []string{"node-b"}},
 		{"unknown in-cluster address to pod", ipStranger, ipCartA, netip.Addr{}, []string{"node-a"}},
+		// While the informers lag, the pod CIDR still names the initiator's
+		// node: the responder's node must not report it too.
+		{"pod not yet known to pod across nodes", ipNewbornA, ipDBB, netip.Addr{}, []string{"node-a"}},
 		{"external to external (no node named): every node", ipExternal, ipCorp, netip.Addr{}, []string{"node-a", "node-b", "node-c"}},
 	}
 	for _, tt := range tests {
