@@ -192,9 +192,6 @@ type expectation struct {
 	metric string
 	labels map[string]string
 	want   float64
-	// orZero also accepts 0: a count that needs conntrack data podflow
-	// may not have on this kernel.
-	orZero bool
 }
 
 // TestExactCounts sends TCP, UDP and ICMP over IPv4 and IPv6 between two
@@ -282,12 +279,10 @@ func TestExactCounts(t *testing.T) {
 	}
 
 	// UDP and ICMP connections are conntrack's NEW packets, as the
-	// client's own conntrack counted them; podflow knows them only when
-	// capture delivers conntrack state.
-	ctGlue := d.conntrack()
-	if !ctGlue {
-		t.Log("NFLOG attaches no conntrack data here; UDP and ICMP connections count only if capture has the state another way")
-	}
+	// client's own conntrack counted them. They reach podflow through the
+	// NFLOG conntrack attributes where the kernel has them, and through
+	// the log prefix everywhere else, so the counts are exact either way.
+	t.Logf("NFLOG conntrack attributes: %v", d.conntrack())
 	var want []expectation
 	for _, f := range []struct {
 		name  string
@@ -309,8 +304,7 @@ func TestExactCounts(t *testing.T) {
 				expectation{name: f.name + " " + dir + " packets", metric: "podflow_packets_total", labels: labels(f.port, f.proto, dir), want: float64(k.packets)},
 			)
 		}
-		want = append(want, expectation{name: f.name + " connections", metric: "podflow_connections_total", labels: labels(f.port, f.proto, ""), want: f.conns,
-			orZero: f.proto != "TCP" && !ctGlue})
+		want = append(want, expectation{name: f.name + " connections", metric: "podflow_connections_total", labels: labels(f.port, f.proto, ""), want: f.conns})
 	}
 	want = append(want,
 		expectation{name: "no loss", metric: "podflow_capture_packets_lost_total"},
@@ -328,7 +322,7 @@ func TestExactCounts(t *testing.T) {
 		mismatches = mismatches[:0]
 		for _, e := range want {
 			got, ok := value(scraped, e.metric, e.labels)
-			if !ok || (got != e.want && !(e.orZero && got == 0)) {
+			if !ok || got != e.want {
 				mismatches = append(mismatches, fmt.Sprintf("%s: %s%v = %v (present %v), want %v", e.name, e.metric, e.labels, got, ok, e.want))
 			}
 		}
