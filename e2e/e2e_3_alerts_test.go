@@ -106,19 +106,30 @@ func TestAlertNewCommunication(t *testing.T) {
 			t.Errorf("PodflowNewCommunication without annotation %s: %v", k, a.Annotations)
 		}
 	}
-	// Known pairs raised nothing, in Prometheus or at the receiver.
-	for _, p := range [][2]string{{"frontend", "checkout"}, {"checkout", "db"}} {
-		q := `ALERTS{alertname=~"PodflowNew.*|PodflowTrafficAnomaly",source_workload="` + p[0] + `",destination_workload="` + p[1] + `"}`
+	// Known pairs on their known ports raised nothing, in Prometheus or at
+	// the receiver. (The other scenarios use new ports on these pairs on
+	// purpose: PodflowNewDestinationPort for those is right.)
+	for _, p := range []struct{ src, dst, port string }{{"frontend", "checkout", "8080"}, {"checkout", "db", "5432"}} {
+		q := `ALERTS{alertname=~"PodflowNewCommunication|PodflowTrafficAnomaly|PodflowNewExternalNetwork",source_workload="` + p.src + `",destination_workload="` + p.dst + `"}` +
+			` or ALERTS{alertname="PodflowNewDestinationPort",source_workload="` + p.src + `",destination_workload="` + p.dst + `",destination_port="` + p.port + `"}`
 		res, err := s.Env.Query(ctx, q)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(res) != 0 {
-			t.Errorf("known pair %s -> %s raised %v", p[0], p[1], res)
+			t.Errorf("known pair %s -> %s:%s raised %v", p.src, p.dst, p.port, res)
 		}
 		for _, a := range s.Env.Hook.Alerts() {
-			if strings.HasPrefix(a.Labels["alertname"], "PodflowNew") && a.Labels["source_workload"] == p[0] && a.Labels["destination_workload"] == p[1] {
-				t.Errorf("known pair %s -> %s reached the receiver: %v", p[0], p[1], a.Labels)
+			l := a.Labels
+			if l["source_workload"] != p.src || l["destination_workload"] != p.dst {
+				continue
+			}
+			if l["alertname"] == "PodflowNewDestinationPort" && l["destination_port"] != p.port {
+				continue
+			}
+			if strings.HasPrefix(l["alertname"], "PodflowNew") || l["alertname"] == "PodflowTrafficAnomaly" {
+				t.Errorf("known pair %s -> %s:%s reached the receiver: %v", p.src, p.dst, p.port, l)
+				break
 			}
 		}
 	}
@@ -150,5 +161,72 @@ func TestAlertDenylistedDestination(t *testing.T) {
 	t.Logf("PodflowDenylistedDestination at %s after %v", a.Receiver, a.At.Sub(start).Round(time.Second))
 	if r := expectedReceiver(t, a.Labels); a.Receiver != r {
 		t.Errorf("PodflowDenylistedDestination reached receiver %q, the shipped routes say %q", a.Receiver, r)
+	}
+}
+
+// TestAlertExporterDownInhibits: a node's podflow stops; PodflowExporterDown
+// reaches the platform route, and while it fires the behavioural alerts are
+// inhibited (the shipped inhibit rule), not delivered.
+func TestAlertExporterDownInhibits(t *testing.T) {
+	s := needAlerting(t)
+	ctx := context.Background()
+	e := s.Env
+	// A behavioural alert to inhibit: a new pair between known workloads.
+	report, checkout := s.Pod("batch/report"), s.Pod("shop/checkout")
+	if _, err := e.TCPSink(checkout.NS, 8081, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := harness.TCPExchange(ctx, report.NS, netip.AddrPortFrom(checkout.IPv4, 8081), 100, true); err != nil {
+		t.Fatal(err)
+	}
+	isNew := func(a harness.WebhookAlert) bool {
+		return a.Labels["alertname"] == "PodflowNewCommunication" && a.Labels["source_workload"] == "report" && a.Labels["destination_workload"] == "checkout"
+	}
+	if _, err := e.Hook.Wait(ctx, 3*time.Minute, isNew); err != nil {
+		t.Fatal(err)
+	}
+	n2 := s.Nodes[1]
+	n2.Podflow.Stop(10 * time.Second)
+	defer func() {
+		if err := e.StartPodflow(n2); err != nil {
+			t.Error(err)
+			return
+		}
+		if err := e.WaitPodflowReady(ctx, n2, 60*time.Second); err != nil {
+			t.Error(err)
+		}
+		if err := e.WaitTargetsUp(ctx, time.Minute); err != nil {
+			t.Error(err)
+		}
+	}()
+	down, err := e.Hook.Wait(ctx, 2*time.Minute, func(a harness.WebhookAlert) bool {
+		return a.Labels["alertname"] == "PodflowExporterDown" && a.Labels["instance"] == n2.MetricsAddr()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := expectedReceiver(t, down.Labels); down.Receiver != r {
+		t.Errorf("PodflowExporterDown reached receiver %q, the shipped routes say %q", down.Receiver, r)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		alerts, err := e.AMAlerts(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var state string
+		for _, a := range alerts {
+			if a.Labels["alertname"] == "PodflowNewCommunication" && a.Labels["source_workload"] == "report" {
+				state = a.Status.State
+				if len(a.Status.InhibitedBy) > 0 {
+					t.Logf("PodflowNewCommunication report -> checkout inhibited by %v", a.Status.InhibitedBy)
+					return
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("PodflowNewCommunication report -> checkout not inhibited while PodflowExporterDown fires (state %q)", state)
+		}
+		time.Sleep(2 * time.Second)
 	}
 }

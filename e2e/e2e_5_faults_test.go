@@ -25,6 +25,9 @@ func TestKillAndRestart(t *testing.T) {
 	if _, err := e.UDPSink(dst.NS, port, true); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := e.UDPSink(dst.NS, port+1, false); err != nil {
+		t.Fatal(err)
+	}
 	stop := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
@@ -42,9 +45,6 @@ func TestKillAndRestart(t *testing.T) {
 			}
 		}
 	}()
-	if _, err := e.UDPSink(dst.NS, port+1, false); err != nil {
-		t.Fatal(err)
-	}
 	time.Sleep(time.Second)
 	if err := n1.Podflow.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)

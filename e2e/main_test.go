@@ -86,6 +86,12 @@ func setup(ctx context.Context, env *harness.Env) error {
 		return err
 	}
 	sb = s
+	if os.Getenv("E2E_IDENTITY") == "static" {
+		// Debugging aid: podflow names addresses from a static file.
+		if err := s.UseStaticIdentity(); err != nil {
+			return err
+		}
+	}
 	env.Logf("starting podflow on %d nodes", len(s.Nodes))
 	if err := s.StartPodflows(ctx); err != nil {
 		if strings.Contains(err.Error(), "Kubernetes identity is not built in yet") {

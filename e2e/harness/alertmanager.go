@@ -246,3 +246,27 @@ func (e *Env) StartAlertmanager(ctx context.Context, shippedPath string) (*Alert
 	}
 	return nil, fmt.Errorf("alertmanager not ready: %s", proc.Tail(3000))
 }
+
+// AMAlert is an alert as Alertmanager's API reports it.
+type AMAlert struct {
+	Labels map[string]string `json:"labels"`
+	Status struct {
+		State       string   `json:"state"`
+		InhibitedBy []string `json:"inhibitedBy"`
+		SilencedBy  []string `json:"silencedBy"`
+	} `json:"status"`
+}
+
+// AMAlerts lists the alerts Alertmanager holds (active, inhibited and
+// silenced alike).
+func (e *Env) AMAlerts(ctx context.Context) ([]AMAlert, error) {
+	code, body, err := e.HTTPGet(ctx, e.CPNS, "http://"+e.AM.Addr+"/api/v2/alerts")
+	if err != nil {
+		return nil, err
+	}
+	if code != http.StatusOK {
+		return nil, fmt.Errorf("alertmanager /api/v2/alerts: %d %s", code, body)
+	}
+	var out []AMAlert
+	return out, json.Unmarshal([]byte(body), &out)
+}

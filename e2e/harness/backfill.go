@@ -143,61 +143,125 @@ type ruleFile struct {
 	Groups []yaml.Node `yaml:"groups"`
 }
 
-// splitGroups writes every rule group of files to a file of its own, in
-// order, and returns the files with each group's evaluation interval.
-func splitGroups(dir string, files []string, defaultInterval time.Duration) ([]string, []time.Duration, error) {
-	var out []string
-	var ivals []time.Duration
+// ruleWave is one promtool pass: rule file contents and where to write them.
+type ruleWave struct {
+	Path     string
+	Body     []byte
+	Interval time.Duration
+}
+
+// splitGroups splits the recording rules of files into dependency waves:
+// promtool evaluates every rule against the server alone, so a rule that
+// reads another rule's output (of an earlier group, or of its own group)
+// must run after that output is loaded. Every wave of a group keeps the
+// group's name and is written to the same path, because promtool aligns the
+// evaluation times with a hash of both: a later wave must see its inputs at
+// its own evaluation times.
+func splitGroups(dir string, files []string, defaultInterval time.Duration) ([]ruleWave, error) {
+	var out []ruleWave
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		var rf ruleFile
 		if err := yaml.Unmarshal(data, &rf); err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", f, err)
+			return nil, fmt.Errorf("%s: %w", f, err)
 		}
 		for _, g := range rf.Groups {
 			var meta struct {
-				Name     string `yaml:"name"`
-				Interval string `yaml:"interval"`
-				Rules    []struct {
-					Record string `yaml:"record"`
-				} `yaml:"rules"`
+				Name     string      `yaml:"name"`
+				Interval string      `yaml:"interval"`
+				Rules    []yaml.Node `yaml:"rules"`
 			}
 			if err := g.Decode(&meta); err != nil {
-				return nil, nil, err
+				return nil, err
 			}
-			hasRecord := false
-			for _, r := range meta.Rules {
+			type rule struct {
+				node   yaml.Node
+				record string
+				expr   string
+			}
+			var rules []rule
+			for _, rn := range meta.Rules {
+				var r struct {
+					Record string `yaml:"record"`
+					Expr   string `yaml:"expr"`
+				}
+				if err := rn.Decode(&r); err != nil {
+					return nil, err
+				}
 				if r.Record != "" {
-					hasRecord = true
+					rules = append(rules, rule{rn, r.Record, r.Expr})
 				}
 			}
-			if !hasRecord {
+			if len(rules) == 0 {
 				continue
 			}
 			iv := defaultInterval
 			if meta.Interval != "" {
 				d, err := parsePromDuration(meta.Interval)
 				if err != nil {
-					return nil, nil, fmt.Errorf("%s: group %s: %w", f, meta.Name, err)
+					return nil, fmt.Errorf("%s: group %s: %w", f, meta.Name, err)
 				}
 				iv = d
 			}
-			body, err := yaml.Marshal(map[string]any{"groups": []*yaml.Node{&g}})
-			if err != nil {
-				return nil, nil, err
+			// wave[i]: 1 + the highest wave of an in-group rule that rule
+			// i reads.
+			wave := make([]int, len(rules))
+			for changed := true; changed; {
+				changed = false
+				for i, r := range rules {
+					for j, d := range rules {
+						if i != j && reads(r.expr, d.record) && wave[i] < wave[j]+1 {
+							wave[i] = wave[j] + 1
+							changed = true
+						}
+					}
+					if wave[i] > len(rules) {
+						return nil, fmt.Errorf("%s: group %s: circular rules", f, meta.Name)
+					}
+				}
 			}
-			path := filepath.Join(dir, fmt.Sprintf("%02d-%s.yaml", len(out), sanitize(meta.Name)))
-			if err := os.WriteFile(path, body, 0o644); err != nil {
-				return nil, nil, err
+			for w := 0; ; w++ {
+				var nodes []*yaml.Node
+				for i := range rules {
+					if wave[i] == w {
+						nodes = append(nodes, &rules[i].node)
+					}
+				}
+				if len(nodes) == 0 {
+					break
+				}
+				grp := map[string]any{"name": meta.Name, "interval": promDuration(iv), "rules": nodes}
+				body, err := yaml.Marshal(map[string]any{"groups": []any{grp}})
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, ruleWave{Path: filepath.Join(dir, sanitize(meta.Name)+".rules.yaml"), Body: body, Interval: iv})
 			}
-			out = append(out, path)
-			ivals = append(ivals, iv)
 		}
 	}
-	return out, ivals, nil
+	return out, nil
+}
+
+// reads reports whether expr names the metric name (as a whole name).
+func reads(expr, name string) bool {
+	for i := 0; ; {
+		k := strings.Index(expr[i:], name)
+		if k < 0 {
+			return false
+		}
+		start, end := i+k, i+k+len(name)
+		if (start == 0 || !nameChar(expr[start-1])) && (end == len(expr) || !nameChar(expr[end])) {
+			return true
+		}
+		i = end
+	}
+}
+
+func nameChar(c byte) bool {
+	return c == '_' || c == ':' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 }
 
 func sanitize(s string) string {
@@ -269,7 +333,7 @@ func (e *Env) RunBackfill(ctx context.Context, b *Backfill, o PrometheusOptions)
 		return fmt.Errorf("promtool create-blocks-from openmetrics: %w: %s", err, out)
 	}
 	e.logf("backfill: raw blocks written in %v", time.Since(t0).Round(time.Millisecond))
-	groups, ivals, err := splitGroups(dir, b.RuleFiles, time.Minute)
+	waves, err := splitGroups(dir, b.RuleFiles, time.Minute)
 	if err != nil {
 		return err
 	}
@@ -278,12 +342,16 @@ func (e *Env) RunBackfill(ctx context.Context, b *Backfill, o PrometheusOptions)
 	if _, err := e.StartPrometheus(ctx, bare); err != nil {
 		return err
 	}
-	for i, g := range groups {
+	for i, w := range waves {
 		t0 := time.Now()
+		if err := os.WriteFile(w.Path, w.Body, 0o644); err != nil {
+			return err
+		}
+		g := w.Path
 		outDir := filepath.Join(dir, fmt.Sprintf("blocks-%02d", i))
 		out, err := e.runTool(ctx, e.CPNS, e.Bins.Promtool, "tsdb", "create-blocks-from", "rules",
 			"--start="+fmt.Sprint(b.Start.Unix()), "--end="+fmt.Sprint(b.End.Unix()),
-			"--eval-interval="+promDuration(ivals[i]),
+			"--eval-interval="+promDuration(w.Interval),
 			"--output-dir="+outDir,
 			"--url=http://"+e.Prom.Addr, g)
 		if err != nil {
@@ -293,7 +361,7 @@ func (e *Env) RunBackfill(ctx context.Context, b *Backfill, o PrometheusOptions)
 		if err != nil {
 			return err
 		}
-		e.logf("backfill: %s: %d blocks in %v", filepath.Base(g), moved, time.Since(t0).Round(time.Millisecond))
+		e.logf("backfill: pass %d/%d (%s): %d blocks in %v", i+1, len(waves), filepath.Base(g), moved, time.Since(t0).Round(time.Millisecond))
 		if err := e.RestartPrometheus(ctx); err != nil {
 			return err
 		}

@@ -89,7 +89,7 @@ func (e *Env) StartPrometheus(ctx context.Context, o PrometheusOptions) (*Promet
 		"--storage.tsdb.retention.time=60d",
 		"--web.listen-address=" + p.Addr,
 		"--web.enable-lifecycle",
-		"--log.level=warn",
+		"--log.level=error",
 	}
 	e.Prom = p
 	return p, e.runPrometheus(ctx)

@@ -3,6 +3,9 @@ package harness
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -170,4 +173,29 @@ func (s *Sandbox) KnownPairs() []BackfillPair {
 		toAPI(n1, nil),
 		toAPI(n2, nil),
 	}
+}
+
+// UseStaticIdentity makes every podflow of the sandbox read its identities
+// from a static file (--identity.file) written from the sandbox's pods and
+// nodes instead of the API server: podflow's mode for plain hosts, and a
+// way to tell a harness problem from a Kubernetes identity problem.
+func (s *Sandbox) UseStaticIdentity() error {
+	var b strings.Builder
+	b.WriteString("endpoints:\n")
+	for _, p := range s.Pods {
+		fmt.Fprintf(&b, "  - addresses: [%s, %s]\n    namespace: %s\n    workload: %s\n    kind: %s\n    pod: %s\n    node: %s\n",
+			p.IPv4, p.IPv6, p.Namespace, p.Workload.Name, p.Workload.Kind, p.Name, p.Node.Name)
+	}
+	for _, n := range s.Nodes {
+		fmt.Fprintf(&b, "  - addresses: [%s, %s]\n    workload: %s\n    kind: Node\n    node: %s\n", n.IPv4, n.IPv6, n.Name, n.Name)
+	}
+	fmt.Fprintf(&b, "  - addresses: [%s, %s]\n    workload: control-plane\n    kind: Node\n    node: control-plane\n", cpV4, cpV6)
+	path := filepath.Join(s.Env.Dir, "identity.yaml")
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		return err
+	}
+	for _, n := range s.Nodes {
+		n.PodflowArgs = append(n.PodflowArgs, "--identity.file="+path)
+	}
+	return nil
 }

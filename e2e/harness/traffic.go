@@ -36,7 +36,13 @@ func (s *Sink) Close() {
 // UDPSink listens on port (every address of ns, both families) and drops
 // what it receives. With echo, every datagram is sent back.
 func (e *Env) UDPSink(ns *NetNS, port int, echo bool) (*Sink, error) {
-	pc, err := ns.ListenPacket("udp", ":"+strconv.Itoa(port))
+	return e.UDPSinkAt(ns, ":"+strconv.Itoa(port), echo)
+}
+
+// UDPSinkAt is UDPSink bound to one address: a host with several addresses
+// must answer from the one that was asked (the fabric's outside networks).
+func (e *Env) UDPSinkAt(ns *NetNS, addr string, echo bool) (*Sink, error) {
+	pc, err := ns.ListenPacket("udp", addr)
 	if err != nil {
 		return nil, err
 	}
