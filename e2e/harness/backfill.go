@@ -342,6 +342,11 @@ func (e *Env) RunBackfill(ctx context.Context, b *Backfill, o PrometheusOptions)
 	if _, err := e.StartPrometheus(ctx, bare); err != nil {
 		return err
 	}
+	// promtool walks the range in 2h blocks and stops at the first block
+	// that holds no evaluation time of the group; a start inside a block
+	// can make that the first one (for a 1h group), and nothing is written.
+	// Starting on a block boundary avoids it.
+	ruleStart := b.Start.Truncate(2 * time.Hour).Add(2 * time.Hour)
 	for i, w := range waves {
 		t0 := time.Now()
 		if err := os.WriteFile(w.Path, w.Body, 0o644); err != nil {
@@ -350,7 +355,7 @@ func (e *Env) RunBackfill(ctx context.Context, b *Backfill, o PrometheusOptions)
 		g := w.Path
 		outDir := filepath.Join(dir, fmt.Sprintf("blocks-%02d", i))
 		out, err := e.runTool(ctx, e.CPNS, e.Bins.Promtool, "tsdb", "create-blocks-from", "rules",
-			"--start="+fmt.Sprint(b.Start.Unix()), "--end="+fmt.Sprint(b.End.Unix()),
+			"--start="+fmt.Sprint(ruleStart.Unix()), "--end="+fmt.Sprint(b.End.Unix()),
 			"--eval-interval="+promDuration(w.Interval),
 			"--output-dir="+outDir,
 			"--url=http://"+e.Prom.Addr, g)
@@ -360,6 +365,11 @@ func (e *Env) RunBackfill(ctx context.Context, b *Backfill, o PrometheusOptions)
 		moved, err := moveBlocks(outDir, o.DataDir)
 		if err != nil {
 			return err
+		}
+		if moved == 0 {
+			// promtool reports success when a pass wrote nothing; the
+			// baseline would silently be missing.
+			return fmt.Errorf("promtool create-blocks-from rules %s (pass %d) wrote no blocks: %s", filepath.Base(g), i+1, out)
 		}
 		e.logf("backfill: pass %d/%d (%s): %d blocks in %v", i+1, len(waves), filepath.Base(g), moved, time.Since(t0).Round(time.Millisecond))
 		if err := e.RestartPrometheus(ctx); err != nil {

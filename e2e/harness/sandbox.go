@@ -162,7 +162,32 @@ func (s *Sandbox) KnownPairs() []BackfillPair {
 		return BackfillPair{Node: n, Labels: PairLabels(ns, name, kind, "", "control-plane", "Node", 6443, "TCP"),
 			BytesPerSecond: 300, PacketsPerSecond: 3, ConnsPerSecond: 0.01}
 	}
-	return []BackfillPair{
+	// IPv6 neighbour discovery between every pod or node and its
+	// neighbours is part of any cluster's normal traffic (ICMPv6 between
+	// link-local and solicited-node addresses, which podflow classifies as
+	// the network "private"), so it is in the baseline too.
+	var ndp []BackfillPair
+	for _, k := range []string{"shop/frontend", "shop/debug", "batch/report", "monitoring/node-agent@node-1", "shop/checkout", "shop/db", "monitoring/node-agent@node-2"} {
+		key, at := k, n1
+		if i := strings.Index(k, "@"); i >= 0 {
+			key = k[:i]
+			if k[i+1:] == n2.Name {
+				at = n2
+			}
+		} else {
+			at = s.Pods[k].Node
+		}
+		wl := w(key)
+		ndp = append(ndp,
+			BackfillPair{Node: at, Labels: PairLabels(wl.Namespace, wl.Name, wl.Kind, "", "private", "Network", 0, "ICMPv6"), BytesPerSecond: 1, PacketsPerSecond: 0.01},
+			BackfillPair{Node: at, Labels: PairLabels("", "private", "Network", wl.Namespace, wl.Name, wl.Kind, 0, "ICMPv6"), BytesPerSecond: 1, PacketsPerSecond: 0.01})
+	}
+	for _, n := range s.Nodes {
+		ndp = append(ndp,
+			BackfillPair{Node: n, Labels: PairLabels("", n.Name, "Node", "", "private", "Network", 0, "ICMPv6"), BytesPerSecond: 1, PacketsPerSecond: 0.01},
+			BackfillPair{Node: n, Labels: PairLabels("", "private", "Network", "", "private", "Network", 0, "ICMPv6"), BytesPerSecond: 1, PacketsPerSecond: 0.01})
+	}
+	return append(ndp,
 		pair(n1, w("shop/frontend"), w("shop/checkout"), 8080, "TCP"),
 		pair(n1, w("shop/debug"), w("shop/checkout"), 8080, "TCP"),
 		pair(n2, w("shop/checkout"), w("shop/db"), 5432, "TCP"),
@@ -172,7 +197,7 @@ func (s *Sandbox) KnownPairs() []BackfillPair {
 		toAPI(n2, w("monitoring/node-agent")),
 		toAPI(n1, nil),
 		toAPI(n2, nil),
-	}
+	)
 }
 
 // UseStaticIdentity makes every podflow of the sandbox read its identities

@@ -110,7 +110,7 @@ func demo(ctx context.Context, env *harness.Env, root string, logf func(string, 
 		{"Prometheus", env.Prom.Addr, promPort, "/alerts"},
 	}
 	if env.AM != nil {
-		fwds = append(fwds, fwd{"Alertmanager", env.AM.Addr, amPort, "/"})
+		fwds = append(fwds, fwd{"Alertmanager", env.AM.Addr, amPort, "/api/v2/alerts"})
 	}
 	for i, n := range s.Nodes {
 		port := metricsPort + i
