@@ -58,7 +58,7 @@ export PODFLOW_BIN E2E_RULES_DIR
 
 # Test-speed rules: the shipped templates rendered with e2e/testdata/rules-values.yaml.
 .PHONY: e2e-rules
-e2e-rules:
+e2e-rules: ## Render the shipped rule templates at test speed (e2e/testdata/rules-values.yaml) for the e2e run and the demo.
 	@mkdir -p $(E2E_RULES_DIR)
 	@rm -f $(E2E_RULES_DIR)/*.rules.yaml
 	@if [ -d rules/cmd/rulegen ]; then $(GO) run ./rules/cmd/rulegen -config e2e/testdata/rules-values.yaml -out $(E2E_RULES_DIR) >/dev/null; fi

@@ -126,3 +126,36 @@ func TestIPReuse(t *testing.T) {
 		t.Errorf("series of the new pod gone as well")
 	}
 }
+
+// TestHostNetworkPod: a hostNetwork pod shares its node's addresses and
+// its traffic is the node's (kind Node, workload the node name).
+func TestHostNetworkPod(t *testing.T) {
+	s := sandbox(t)
+	ctx := context.Background()
+	e := s.Env
+	n1 := s.Nodes[0]
+	w, err := e.DaemonSet(ctx, "monitoring", "host-agent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := e.AddHostNetworkPod(ctx, w, n1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := s.Pod("shop/checkout")
+	const port, count, payload = 7510, 4, 90
+	if _, err := e.UDPSink(dst.NS, port, true); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second) // the informer learns the pod
+	if err := harness.SendUDP(ctx, p.NS, netip.AddrPortFrom(dst.IPv4, port), count, payload, true); err != nil {
+		t.Fatal(err)
+	}
+	node := &harness.Workload{Name: n1.Name, Kind: "Node"}
+	size := harness.UDPBytes(dst.IPv4, payload)
+	expectPair(t, e, node, s.Workloads["shop/checkout"], port, "UDP", count, count*size, count, count*size, 1)
+	q := fmt.Sprintf(`count(podflow_packets_total{source_workload="host-agent",destination_port="%d"})`, port)
+	if v, ok, err := e.QueryValue(ctx, q); err != nil || ok {
+		t.Errorf("%s = %v %v %v: a hostNetwork pod was named instead of its node", q, v, ok, err)
+	}
+}
