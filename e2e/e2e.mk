@@ -32,22 +32,8 @@ $(ETCD):
 	@mv $@.tmp $@
 	@echo ">> etcd $(ETCD_VERSION) ready: $@"
 
-# Alertmanager as published on the module proxy lacks its compiled web UI
-# (ui/app/dist, which ui/web.go embeds), so `go build` of the module fails.
-# The harness builds a copy of the module source with a one-page stand-in
-# for the UI; the API under /api/v2 is the real one.
-E2E_ALERTMANAGER := $(TOOLS_BIN)/alertmanager-noui-$(ALERTMANAGER_VERSION)
-
-$(E2E_ALERTMANAGER):
-	@echo ">> building alertmanager $(ALERTMANAGER_VERSION) without the web UI (once; cached in $(TOOLS_BIN))"
-	@mkdir -p $(TOOLS_BIN)
-	@src=$(PODFLOW_CACHE)/src/alertmanager-$(ALERTMANAGER_VERSION) && rm -rf $$src && mkdir -p $(PODFLOW_CACHE)/src && \
-		dir=$$(cd tools && $(GO) mod download -json github.com/prometheus/alertmanager@$(ALERTMANAGER_VERSION) | sed -n 's/.*"Dir": "\(.*\)",/\1/p') && \
-		cp -r $$dir $$src && chmod -R u+w $$src && \
-		for d in elm mantine; do mkdir -p $$src/ui/app/dist/$$d/assets && cp e2e/tools/amui/index.html $$src/ui/app/dist/$$d/index.html; done && \
-		cd $$src && GOFLAGS=-mod=mod $(GO) build -o $@.tmp ./cmd/alertmanager
-	@rm -rf $(PODFLOW_CACHE)/src/alertmanager-$(ALERTMANAGER_VERSION)
-	@mv $@.tmp $@
+# Alertmanager without its web UI, built by tools/tools.mk.
+E2E_ALERTMANAGER := $(ALERTMANAGER)
 
 .PHONY: e2e-tools
 e2e-tools: $(KUBE_APISERVER) $(ETCD) $(PROMETHEUS) $(E2E_ALERTMANAGER) $(PROMTOOL) $(AMTOOL) ## Build the pinned kube-apiserver, etcd, Prometheus, Alertmanager, promtool and amtool (cached by version).

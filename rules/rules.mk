@@ -11,17 +11,14 @@ rules: ## Regenerate the rule files from rules/config.yaml (and the test renderi
 	$(GO) run ./rules/cmd/rulegen -config $(RULES_DIR)/config.yaml -out $(RULES_DIR)
 	$(GO) run ./rules/cmd/rulegen -config $(RULES_DIR)/tests/values.yaml -out $(RULES_DIR)/tests/rendered
 
-# The live inhibition test runs the Alertmanager that e2e/e2e.mk builds
-# (without the web UI); e2e.mk is read after this file, hence the second
-# expansion. Without it the test skips.
-.SECONDEXPANSION:
+# The live inhibition test runs the pinned Alertmanager of tools/tools.mk.
 .PHONY: test-rules
-test-rules: $(PROMTOOL) $(AMTOOL) $$(E2E_ALERTMANAGER) ## Rules: drift, promtool check/test, amtool routes, static checks of names, metrics and runbooks.
+test-rules: $(PROMTOOL) $(AMTOOL) $(ALERTMANAGER) ## Rules: drift, promtool check/test, amtool routes, static checks of names, metrics and runbooks.
 	$(GO) test -count=1 ./rules/...
 	$(PROMTOOL) check rules $(RULES_FILES) $(RULES_TEST_FILES)
 	$(PROMTOOL) test rules $(RULES_DIR)/tests/*.test.yaml
 	$(AMTOOL) check-config $(ALERTMANAGER_YML)
-	cd tools && ALERTMANAGER=$(E2E_ALERTMANAGER) $(GO) test -count=1 ./rulescheck/...
+	cd tools && $(GO) test -count=1 ./rulescheck/...
 
 TEST_TARGETS += test-rules
 
