@@ -79,6 +79,10 @@ type Config struct {
 type Stats struct {
 	// OtherNodeReports counts packets left to another node's instance.
 	OtherNodeReports uint64
+	// LinkLocal and Multicast count packets not counted as pairs: IPv6
+	// link-local traffic (neighbour discovery, router advertisements) and
+	// multicast or broadcast traffic belong to the link, not to a workload.
+	LinkLocal, Multicast uint64
 	// SourceMisses and DestinationMisses count packets whose initiator or
 	// responder no source of identity knew.
 	SourceMisses, DestinationMisses uint64
@@ -92,6 +96,8 @@ type Attributor struct {
 	labels   Labels
 
 	otherNode atomic.Uint64
+	linkLocal atomic.Uint64
+	multicast atomic.Uint64
 	srcMiss   atomic.Uint64
 	dstMiss   atomic.Uint64
 }
@@ -108,6 +114,16 @@ func New(r Resolver, cfg Config) *Attributor {
 // around, as with static identities on a plain host), this node reports.
 // Flows this node leaves to another are counted and not projected.
 func (a *Attributor) Attribute(f *flow.Flow, k *flow.Key) bool {
+	switch {
+	case isMulticast(f.Initiator) || isMulticast(f.Responder):
+		a.multicast.Add(1)
+		return false
+	case f.Initiator.Is6() && f.Initiator.IsLinkLocalUnicast(), f.Responder.Is6() && f.Responder.IsLinkLocalUnicast():
+		// IPv4 link-local stays: 169.254.169.254 is the cloud metadata
+		// service, a destination a security team wants to see.
+		a.linkLocal.Add(1)
+		return false
+	}
 	src, ok := a.resolver.Lookup(f.Initiator)
 	if !ok {
 		a.srcMiss.Add(1)
@@ -147,6 +163,13 @@ func (a *Attributor) Attribute(f *flow.Flow, k *flow.Key) bool {
 	return true
 }
 
+// isMulticast reports multicast and the IPv4 limited broadcast address.
+func isMulticast(addr netip.Addr) bool {
+	return addr.IsMulticast() || addr == limitedBroadcast
+}
+
+var limitedBroadcast = netip.AddrFrom4([4]byte{255, 255, 255, 255})
+
 // unknown is the endpoint of an address no source of identity knows. It
 // keeps the node a miss may still name (the node whose pod CIDR holds the
 // address), so that while one node's informers lag behind another's the
@@ -184,6 +207,8 @@ func namespace(ep *flow.Endpoint) string {
 func (a *Attributor) Stats() Stats {
 	return Stats{
 		OtherNodeReports:  a.otherNode.Load(),
+		LinkLocal:         a.linkLocal.Load(),
+		Multicast:         a.multicast.Load(),
 		SourceMisses:      a.srcMiss.Load(),
 		DestinationMisses: a.dstMiss.Load(),
 	}

@@ -210,3 +210,38 @@ func BenchmarkAttribute(b *testing.B) {
 		a.Attribute(&f, &k)
 	}
 }
+
+func TestLinkScopedTrafficIsNotAPair(t *testing.T) {
+	tests := []struct {
+		name                 string
+		initiator, responder string
+		linkLocal, multicast uint64
+	}{
+		{"IPv6 neighbour solicitation", "fe80::1", "ff02::1:ff00:20", 0, 1},
+		{"IPv6 link-local unicast", "fe80::1", "fe80::2", 1, 0},
+		{"pod to IPv6 link-local router", "fd00:10:244:2::20", "fe80::1", 1, 0},
+		{"IPv4 multicast", "10.244.1.10", "224.0.0.251", 0, 1},
+		{"IPv4 limited broadcast", "10.244.1.10", "255.255.255.255", 0, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := New(resolver, Config{Node: "node-a"})
+			f := flow.Flow{Initiator: netip.MustParseAddr(tt.initiator), Responder: netip.MustParseAddr(tt.responder), Proto: flow.ProtoICMPv6}
+			var k flow.Key
+			if a.Attribute(&f, &k) {
+				t.Fatalf("counted as a pair: %+v", k)
+			}
+			s := a.Stats()
+			if s.LinkLocal != tt.linkLocal || s.Multicast != tt.multicast || s.SourceMisses+s.DestinationMisses != 0 {
+				t.Errorf("stats %+v, want link_local %d multicast %d and no miss", s, tt.linkLocal, tt.multicast)
+			}
+		})
+	}
+	// IPv4 link-local is counted: the cloud metadata service lives there.
+	a := New(fakeResolver{netip.MustParseAddr("169.254.169.254"): {Workload: "cloud-metadata", Kind: flow.KindNetwork}, ipFrontendA: resolver[ipFrontendA]}, Config{Node: "node-a"})
+	f := flow.Flow{Initiator: ipFrontendA, Responder: netip.MustParseAddr("169.254.169.254"), Port: 80, Proto: flow.ProtoTCP}
+	var k flow.Key
+	if !a.Attribute(&f, &k) || k.DstWorkload != "cloud-metadata" {
+		t.Errorf("pod to 169.254.169.254: counted %v as %+v, want counted as cloud-metadata", a.Stats(), k)
+	}
+}

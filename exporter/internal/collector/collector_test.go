@@ -105,7 +105,7 @@ var sources = Sources{
 	},
 	Decode: func() []Count { return []Count{{"truncated", 2}, {"unsupported_protocol", 0}} },
 	Attribution: func() attribute.Stats {
-		return attribute.Stats{OtherNodeReports: 7, SourceMisses: 1, DestinationMisses: 2}
+		return attribute.Stats{OtherNodeReports: 7, LinkLocal: 8, Multicast: 9, SourceMisses: 1, DestinationMisses: 2}
 	},
 	Ignored: func() []Count { return []Count{{"identity_not_synced", 11}} },
 	Aggregate: func() aggregate.Stats {
@@ -166,6 +166,8 @@ podflow_overlay_packets_total{encapsulation="wireguard"} 0
 # HELP podflow_packets_ignored_total Packets seen but not counted on this node, by reason.
 # TYPE podflow_packets_ignored_total counter
 podflow_packets_ignored_total{reason="identity_not_synced"} 11
+podflow_packets_ignored_total{reason="link_local"} 8
+podflow_packets_ignored_total{reason="multicast"} 9
 podflow_packets_ignored_total{reason="other_node_reports"} 7
 # HELP podflow_series Active flow series (label sets).
 # TYPE podflow_series gauge

@@ -148,6 +148,8 @@ func (s *self) Collect(ch chan<- prometheus.Metric) {
 		counter(ch, s.misses, a.SourceMisses, "source")
 		counter(ch, s.misses, a.DestinationMisses, "destination")
 		counter(ch, s.ignored, a.OtherNodeReports, "other_node_reports")
+		counter(ch, s.ignored, a.LinkLocal, "link_local")
+		counter(ch, s.ignored, a.Multicast, "multicast")
 	}
 	if s.src.Ignored != nil {
 		for _, c := range s.src.Ignored() {
