@@ -56,3 +56,5 @@ $(GOLANGCI_LINT):
 lint: $(GOLANGCI_LINT) ## Lint the root module with the pinned golangci-lint and .golangci.yml; check go.mod is tidy.
 	$(GOLANGCI_LINT) run ./...
 	$(GO) mod tidy -diff
+
+TEST_TARGETS += lint
