@@ -3,8 +3,9 @@
 # synthetic series fed through the shipped recording rules.
 
 .PHONY: dashboards
-dashboards: ## Regenerate the Grafana dashboards (dashboards/*.json) and their promtool test from dashboards/cmd/dashgen.
+dashboards: ## Regenerate the Grafana dashboards (dashboards/*.json), their promtool test, and the manifests that carry them.
 	$(GO) run ./dashboards/cmd/dashgen -out dashboards
+	$(GO) run ./kustomize/cmd/manifestgen
 
 .PHONY: test-dashboards
 test-dashboards: $(PROMTOOL) ## Dashboards: drift against the generator, JSON/PromQL/metric checks, promtool test of the node graph queries.

@@ -7,9 +7,10 @@ RULES_TEST_FILES := $(RULES_DIR)/tests/rendered/podflow-recording.rules.yaml $(R
 ALERTMANAGER_YML := $(RULES_DIR)/alertmanager/alertmanager.yml
 
 .PHONY: rules
-rules: ## Regenerate the rule files from rules/config.yaml (and the test rendering from rules/tests/values.yaml).
+rules: ## Regenerate the rule files from rules/config.yaml (the test rendering from rules/tests/values.yaml, and the manifests that carry them).
 	$(GO) run ./rules/cmd/rulegen -config $(RULES_DIR)/config.yaml -out $(RULES_DIR)
 	$(GO) run ./rules/cmd/rulegen -config $(RULES_DIR)/tests/values.yaml -out $(RULES_DIR)/tests/rendered
+	$(GO) run ./kustomize/cmd/manifestgen
 
 # The live inhibition test runs the pinned Alertmanager of tools/tools.mk.
 .PHONY: test-rules
