@@ -210,8 +210,8 @@ func writeFile(t *testing.T, name, content string) string {
 }
 
 // startPodflow runs podflow in ns, listening on addr, with the test's
-// identities and extra flags (which replace the defaults they name). It is stopped (SIGKILL) when the test ends
-// if it still runs.
+// identities and extra flags (which replace the defaults they name). It is
+// stopped (SIGKILL) when the test ends if it still runs.
 func startPodflow(t *testing.T, ns *netnstest.NS, addr string, extra ...string) *daemon {
 	t.Helper()
 	var args []string
@@ -226,7 +226,14 @@ func startPodflow(t *testing.T, ns *netnstest.NS, addr string, extra ...string) 
 			args = append(args, def)
 		}
 	}
-	args = append(args, extra...)
+	return runPodflow(t, ns, addr, "podflow", append(args, extra...)...)
+}
+
+// runPodflow starts the podflow binary in ns with args, serving on addr.
+// It is killed when the test ends if it still runs, and its log, named
+// after what, is printed when the test failed.
+func runPodflow(t *testing.T, ns *netnstest.NS, addr, what string, args ...string) *daemon {
+	t.Helper()
 	d := &daemon{t: t, ns: ns, addr: addr, log: &lockedBuffer{}, done: make(chan struct{})}
 	d.cmd = ns.Command(append([]string{podflowBinary(t)}, args...)...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
@@ -243,7 +250,7 @@ func startPodflow(t *testing.T, ns *netnstest.NS, addr string, extra ...string) 
 			<-d.done
 		}
 		if t.Failed() {
-			t.Logf("podflow log:\n%s", d.log.String())
+			t.Logf("%s log:\n%s", what, d.log.String())
 		}
 	})
 	return d

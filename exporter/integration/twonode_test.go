@@ -398,32 +398,12 @@ func twonodeTopology(t *testing.T) *twonodeNet {
 // identities.
 func twonodeStart(t *testing.T, ns *netnstest.NS, nodeName, kubeconfig string) *daemon {
 	t.Helper()
-	addr := "127.0.0.1:9810"
-	d := &daemon{t: t, ns: ns, addr: addr, log: &lockedBuffer{}, done: make(chan struct{})}
-	d.cmd = ns.Command(podflowBinary(t),
-		"--web.listen-address="+addr,
+	return runPodflow(t, ns, "127.0.0.1:9810", "podflow on "+nodeName,
+		"--web.listen-address=127.0.0.1:9810",
 		"--kube.kubeconfig="+kubeconfig,
 		"--kube.node-name="+nodeName,
 		"--log.level=debug",
 	)
-	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		d.err = d.cmd.Wait()
-		close(d.done)
-	}()
-	t.Cleanup(func() {
-		if !d.exited() {
-			_ = d.cmd.Process.Kill()
-			<-d.done
-		}
-		if t.Failed() {
-			t.Logf("podflow on %s log:\n%s", nodeName, d.log.String())
-		}
-	})
-	return d
 }
 
 // twonodeAPI serves the cluster's objects the way kube-apiserver does
