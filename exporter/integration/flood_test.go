@@ -20,14 +20,7 @@ func TestFloodWithTinyBuffer(t *testing.T) {
 
 	const port = 7100
 	serveUDPSink(t, tp, port)
-	var c net.Conn
-	if err := tp.client.Do(func() (err error) {
-		c, err = net.Dial("udp", net.JoinHostPort(serverV4, strconv.Itoa(port)))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialUDP(t, tp, port)
 	payload := make([]byte, 18)
 	deadline := time.Now().Add(20 * time.Second)
 	sent := 0
@@ -78,4 +71,19 @@ func serveUDPSink(t *testing.T, tp *topology, port int) {
 			}
 		}
 	}()
+}
+
+// dialUDP opens a UDP socket in the client pod to the server's IPv4
+// address on port; it is closed when the test ends.
+func dialUDP(t *testing.T, tp *topology, port int) net.Conn {
+	t.Helper()
+	var c net.Conn
+	if err := tp.client.Do(func() (err error) {
+		c, err = net.Dial("udp", net.JoinHostPort(serverV4, strconv.Itoa(port)))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
 }

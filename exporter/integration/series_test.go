@@ -3,8 +3,6 @@
 package integration
 
 import (
-	"net"
-	"strconv"
 	"testing"
 	"time"
 )
@@ -41,14 +39,7 @@ func TestSeriesCap(t *testing.T) {
 
 	const port = 7200
 	serveUDPSink(t, tp, port)
-	var c net.Conn
-	if err := tp.client.Do(func() (err error) {
-		c, err = net.Dial("udp", net.JoinHostPort(serverV4, strconv.Itoa(port)))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialUDP(t, tp, port)
 	for range 5 {
 		if _, err := c.Write([]byte("refused by the cap")); err != nil {
 			t.Fatal(err)

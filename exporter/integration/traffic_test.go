@@ -63,7 +63,14 @@ var counterRe = regexp.MustCompile(`counter packets (\d+) bytes (\d+) comment "(
 
 func readKernelCounters(t *testing.T, ns *netnstest.NS) map[string]count {
 	t.Helper()
-	out := ns.MustRun(t, "nft", "list", "table", "inet", "pfint_count")
+	return readCounters(t, ns, "pfint_count")
+}
+
+// readCounters reads the named counters of the test's own table
+// inet <table> in ns, by their comment.
+func readCounters(t *testing.T, ns *netnstest.NS, table string) map[string]count {
+	t.Helper()
+	out := ns.MustRun(t, "nft", "list", "table", "inet", table)
 	m := map[string]count{}
 	for _, g := range counterRe.FindAllStringSubmatch(out, -1) {
 		p, _ := strconv.ParseUint(g[1], 10, 64)

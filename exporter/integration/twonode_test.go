@@ -305,14 +305,7 @@ const twonodeKernelCounters = `table inet pfkube_count {
 
 func readTwonodeCounters(t *testing.T, ns *netnstest.NS) map[string]count {
 	t.Helper()
-	out := ns.MustRun(t, "nft", "list", "table", "inet", "pfkube_count")
-	m := map[string]count{}
-	for _, g := range counterRe.FindAllStringSubmatch(out, -1) {
-		p, _ := strconv.ParseUint(g[1], 10, 64)
-		b, _ := strconv.ParseUint(g[2], 10, 64)
-		m[g[3]] = count{p, b}
-	}
-	return m
+	return readCounters(t, ns, "pfkube_count")
 }
 
 type twonodeEnd struct{ namespace, workload, kind string }
