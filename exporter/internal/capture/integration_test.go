@@ -210,12 +210,14 @@ func check(t *testing.T, got []flow.Record, wants []want, withCT bool) {
 		if !withCT {
 			// The state and direction come from the log prefix, the
 			// original tuple only with the glue.
-			if r.CT != (flow.Conntrack{Present: true, Info: w.info}) {
+			if r.CT != (flow.Conntrack{Present: true, Info: w.info, Created: w.info == flow.CTNew}) {
 				t.Errorf("record %d: conntrack %+v; want info %d from the log prefix, no tuple", i, r.CT, w.info)
 			}
 			continue
 		}
-		if !r.CT.Present || r.CT.Info != w.info || r.CT.OrigSrc != w.origSrc || r.CT.OrigDst != w.oDest {
+		// Every datagram and echo here is answered, so the packet that
+		// created the entry is the only NEW one.
+		if !r.CT.Present || r.CT.Info != w.info || r.CT.Created != (w.info == flow.CTNew) || r.CT.OrigSrc != w.origSrc || r.CT.OrigDst != w.oDest {
 			t.Errorf("record %d: conntrack %+v; want info %d, original %v -> %v", i, r.CT, w.info, w.origSrc, w.oDest)
 		}
 		if w.origDstPort != 0 && (r.CT.OrigDstPort != w.origDstPort || r.CT.OrigSrcPort == 0) {
@@ -329,19 +331,21 @@ func TestReaderRealTraffic(t *testing.T) {
 		if proto != 6 {
 			t.Errorf("TCP record %d: proto %d", i, proto)
 		}
-		// Only a SYN without ACK (the first, or a retransmission) is NEW;
-		// the SYN+ACK and everything after it from the node is a reply,
-		// the rest from the client original and established.
+		// Only the first SYN created the entry. The glue reports a
+		// retransmitted SYN as NEW too (conntrack's NEW lasts until the
+		// reply), the log prefix as original; the SYN+ACK and everything
+		// after it from the node is a reply, the rest from the client
+		// original and established.
 		flags := rec.Payload[33]
 		reply := rec.Hook == flow.HookPostrouting
 		info := flow.CTEstablished
 		switch {
 		case reply:
 			info = flow.CTEstablishedReply
-		case flags&0x12 == 0x02:
+		case flags&0x12 == 0x02 && (i == 0 || withCT):
 			info = flow.CTNew
 		}
-		if !rec.CT.Present || rec.CT.Info != info || (withCT && rec.CT.OrigDstPort != 9001) {
+		if !rec.CT.Present || rec.CT.Info != info || rec.CT.Created != (i == 0) || (withCT && rec.CT.OrigDstPort != 9001) {
 			t.Errorf("TCP record %d: hook %d flags %#x ct %+v; want info %d", i, rec.Hook, flags, rec.CT, info)
 		}
 	}

@@ -146,6 +146,9 @@ func (p *parser) packet(msg []byte, h Handler) {
 			}
 		case nfulaPrefix:
 			fromLog = prefixState(v)
+			// Only the log rule knows whether this packet created
+			// the entry; the glue's NEW lasts until the first reply.
+			rec.CT.Created = fromLog == flow.CTNew
 		}
 		next := align4(l)
 		if next >= len(attrs) {
@@ -182,8 +185,9 @@ const noState = 0xff
 
 // prefixState maps the NFULA_PREFIX of podflow's log rules (a
 // NUL-terminated string: "n", "o", "r" or "u", see nft.PrefixNew and the
-// others) to the ip_conntrack_info it stands for: NEW, ESTABLISHED in the
-// original direction (RELATED included), ESTABLISHED_REPLY (RELATED_REPLY
+// others) to the ip_conntrack_info it stands for: NEW for the packet that
+// created the entry, ESTABLISHED in the original direction (NEW before a
+// reply and RELATED included), ESTABLISHED_REPLY (RELATED_REPLY
 // included). Untracked packets, and prefixes of other rules logging to
 // the group, give noState.
 func prefixState(v []byte) uint8 {

@@ -164,7 +164,7 @@ func TestParsePrefix(t *testing.T) {
 		ctInfo int64
 		want   flow.Conntrack
 	}{
-		{"new", []byte("n\x00"), nil, -1, flow.Conntrack{Present: true, Info: flow.CTNew}},
+		{"new", []byte("n\x00"), nil, -1, flow.Conntrack{Present: true, Info: flow.CTNew, Created: true}},
 		{"original", []byte("o\x00"), nil, -1, flow.Conntrack{Present: true, Info: flow.CTEstablished}},
 		{"reply", []byte("r\x00"), nil, -1, flow.Conntrack{Present: true, Info: flow.CTEstablishedReply}},
 		{"untracked", []byte("u\x00"), nil, -1, flow.Conntrack{}},
@@ -173,8 +173,9 @@ func TestParsePrefix(t *testing.T) {
 		{"another rule's prefix starting alike", []byte("o \x00"), nil, -1, flow.Conntrack{}},
 		{"without the NUL", []byte("r"), nil, -1, flow.Conntrack{Present: true, Info: flow.CTEstablishedReply}},
 		{"empty attribute", []byte{}, nil, -1, flow.Conntrack{}},
-		{"glue wins", []byte("o\x00"), glue, int64(flow.CTNew), flow.Conntrack{Present: true, Info: flow.CTNew, OrigSrc: c, OrigDst: s, OrigSrcPort: 40000, OrigDstPort: 53}},
-		{"glue wins in reply", []byte("n\x00"), glue, int64(flow.CTRelatedReply), flow.Conntrack{Present: true, Info: flow.CTRelatedReply, OrigSrc: c, OrigDst: s, OrigSrcPort: 40000, OrigDstPort: 53}},
+		{"glue wins, and its NEW before a reply creates nothing", []byte("o\x00"), glue, int64(flow.CTNew), flow.Conntrack{Present: true, Info: flow.CTNew, OrigSrc: c, OrigDst: s, OrigSrcPort: 40000, OrigDstPort: 53}},
+		{"glue wins, the prefix says the packet created the entry", []byte("n\x00"), glue, int64(flow.CTNew), flow.Conntrack{Present: true, Info: flow.CTNew, Created: true, OrigSrc: c, OrigDst: s, OrigSrcPort: 40000, OrigDstPort: 53}},
+		{"glue wins in reply", []byte("r\x00"), glue, int64(flow.CTRelatedReply), flow.Conntrack{Present: true, Info: flow.CTRelatedReply, OrigSrc: c, OrigDst: s, OrigSrcPort: 40000, OrigDstPort: 53}},
 		{"glue without a prefix", nil, glue, int64(flow.CTEstablished), flow.Conntrack{Present: true, Info: flow.CTEstablished, OrigSrc: c, OrigDst: s, OrigSrcPort: 40000, OrigDstPort: 53}},
 	} {
 		var p parser
@@ -190,7 +191,7 @@ func TestParsePrefix(t *testing.T) {
 	}
 
 	// The exact bytes of one message as the kernel sends it for
-	// "ct state new log prefix \"n\" group 100": nlmsghdr, nfgenmsg,
+	// "ct status ! confirmed log prefix \"n\" group 100": nlmsghdr, nfgenmsg,
 	// NFULA_PACKET_HDR, NFULA_PREFIX (length 6: "n\0" and two bytes of
 	// padding), NFULA_PAYLOAD.
 	msg := []byte{
@@ -209,7 +210,7 @@ func TestParsePrefix(t *testing.T) {
 	if len(r.recs) != 1 || p.malformed != 0 {
 		t.Fatalf("kernel bytes: records = %d, malformed = %d; want 1, 0", len(r.recs), p.malformed)
 	}
-	if g := r.recs[0]; g.Hook != flow.HookInput || g.CT != (flow.Conntrack{Present: true, Info: flow.CTNew}) || string(g.Payload) != string(ipv4UDP) {
+	if g := r.recs[0]; g.Hook != flow.HookInput || g.CT != (flow.Conntrack{Present: true, Info: flow.CTNew, Created: true}) || string(g.Payload) != string(ipv4UDP) {
 		t.Errorf("kernel bytes: record %+v, want a new connection into the node", g)
 	}
 }

@@ -19,6 +19,11 @@ type Conntrack struct {
 	Present bool
 	// Info is the packet's ip_conntrack_info (CTNew, CTEstablishedReply...).
 	Info uint8
+	// Created marks the packet that created the connection's conntrack
+	// entry: exactly one per connection, whether or not it is ever
+	// answered. Conntrack's own NEW (Info) lasts until the first reply
+	// and so says nothing of how many connections there were.
+	Created bool
 	// The connection's original tuple: the initiator's view, before any NAT.
 	OrigSrc, OrigDst         netip.Addr
 	OrigSrcPort, OrigDstPort uint16

@@ -80,12 +80,22 @@ func buildSpec(cfg *Config) *spec {
 // Log prefixes: the log rules tell capture the packet's conntrack state
 // and direction through NFULA_PREFIX, which every kernel delivers, since
 // NFULA_CT and NFULA_CT_INFO need CONFIG_NETFILTER_NETLINK_GLUE_CT.
+//
+// PrefixNew is not conntrack's state NEW: conntrack keeps every packet of
+// the original direction NEW until the first reply, so an unanswered UDP
+// socket, a SYN retransmitted to a silent port or a series of echo
+// requests would each look like many connections. It marks the one packet
+// that created the connection's entry instead: an entry is confirmed (put
+// in the connection table) at the last hook the packet passes, postrouting
+// or input at priority INT_MAX, after podflow's chains at priority 99, so
+// only the packet that made the entry finds it unconfirmed there.
 const (
-	// PrefixNew marks a packet in state NEW: the original direction of a
-	// connection that has seen no reply yet.
+	// PrefixNew marks the packet that created its connection's conntrack
+	// entry (ct status not yet confirmed): one per connection, answered
+	// or not.
 	PrefixNew = "n"
 	// PrefixOriginal marks any other tracked packet in the original
-	// direction (ESTABLISHED or RELATED).
+	// direction (NEW before a reply, ESTABLISHED or RELATED).
 	PrefixOriginal = "o"
 	// PrefixReply marks a tracked packet in the reply direction.
 	PrefixReply = "r"
@@ -93,6 +103,10 @@ const (
 	// (notrack) or invalid.
 	PrefixUntracked = "u"
 )
+
+// ipsConfirmed is IPS_CONFIRMED of enum ip_conntrack_status
+// (linux/netfilter/nf_conntrack_common.h): the entry is in the table.
+const ipsConfirmed = 1 << 3
 
 // chainRules returns the rules of one chain, in order: loopback, overlays,
 // sampling, then the log rules, one per conntrack state, each ending in
@@ -140,15 +154,17 @@ func chainRules(cfg *Config, ifname expr.MetaKey) [][]expr.Any {
 			Data:       []byte(prefix),
 		}
 	}
-	// ct state new: the state is a bit mask in host byte order, tested
-	// the way nft compiles it. NEW exists only in the original
-	// direction.
-	newBit := make([]byte, 4)
-	binary.NativeEndian.PutUint32(newBit, expr.CtStateBitNEW)
+	// ct status ! confirmed: the status is a bit mask in host byte order,
+	// tested the way nft compiles it. Only the packet that created the
+	// entry sees it unconfirmed, in the original direction; loading the
+	// status of a packet without a connection ends the rule without a
+	// match.
+	confirmed := make([]byte, 4)
+	binary.NativeEndian.PutUint32(confirmed, ipsConfirmed)
 	rules = append(rules, []expr.Any{
-		&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: newBit, Xor: make([]byte, 4)},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
+		&expr.Ct{Key: expr.CtKeySTATUS, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: confirmed, Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: make([]byte, 4)},
 		logTo(PrefixNew), ret,
 	})
 	// ct direction original / reply: loading the direction of a packet

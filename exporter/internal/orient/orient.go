@@ -17,9 +17,11 @@
 //     responding pod. Service is the
 //     conntrack original destination when it differs from the responder:
 //     the ClusterIP (or other pre-DNAT address) the initiator addressed.
-//     NewConn is set for a packet in state NEW. Conntrack keeps a
-//     connection NEW until the first reply, so retransmitted SYNs and UDP
-//     datagrams that are never answered each count as a connection.
+//     NewConn is set for the packet that created the connection's
+//     conntrack entry (Created), once per connection: conntrack's own
+//     NEW lasts until the first reply, so it would count every
+//     retransmitted SYN and every unanswered UDP datagram or echo
+//     request as a connection of its own.
 //  2. Without conntrack, TCP flags: a SYN without ACK comes from the
 //     initiator (and opens a connection: NewConn), a SYN with ACK from the
 //     responder.
@@ -57,7 +59,7 @@ func Orient(p *flow.Packet, f *flow.Flow) {
 	*f = flow.Flow{Proto: p.Proto, Bytes: p.Length, Hook: p.Hook}
 	if ct := &p.CT; ct.Present && ct.Info <= flow.CTRelatedReply {
 		orientAs(p, f, ct.Reply())
-		f.NewConn = ct.Info == flow.CTNew
+		f.NewConn = ct.Created
 		if svc := ct.OrigDst.Unmap(); svc.IsValid() && svc != f.Responder.Unmap() {
 			f.Service = svc
 		}

@@ -37,9 +37,16 @@ func TestOrient(t *testing.T) {
 		{"conntrack new, original: DNAT'd to a Service backend",
 			with(pkt(flow.ProtoTCP, client, 40000, backend, 8080), func(p *flow.Packet) {
 				p.CT = ct(flow.CTNew, client, cluster, 40000, 80)
+				p.CT.Created = true
 				p.TCPFlags = flow.TCPSyn
 			}),
 			flow.Flow{Initiator: client, Responder: backend, Service: cluster, Port: 8080, Dir: flow.Original, NewConn: true}},
+		{"conntrack new but not the packet that created the entry: a retransmitted SYN opens nothing",
+			with(pkt(flow.ProtoTCP, client, 40000, backend, 8080), func(p *flow.Packet) {
+				p.CT = ct(flow.CTNew, client, cluster, 40000, 80)
+				p.TCPFlags = flow.TCPSyn
+			}),
+			flow.Flow{Initiator: client, Responder: backend, Service: cluster, Port: 8080, Dir: flow.Original}},
 		{"conntrack reply of the DNAT'd connection: source still the backend pod",
 			with(pkt(flow.ProtoTCP, backend, 8080, client, 40000), func(p *flow.Packet) {
 				p.CT = ct(flow.CTEstablishedReply, client, cluster, 40000, 80)
@@ -60,6 +67,7 @@ func TestOrient(t *testing.T) {
 		{"conntrack new UDP over IPv6 through a Service",
 			with(pkt(flow.ProtoUDP, client6, 40000, backend6, 5353), func(p *flow.Packet) {
 				p.CT = ct(flow.CTNew, client6, cluster6, 40000, 53)
+				p.CT.Created = true
 			}),
 			flow.Flow{Initiator: client6, Responder: backend6, Service: cluster6, Port: 5353, Dir: flow.Original, NewConn: true}},
 		{"conntrack IPv6 reply through a Service",
@@ -106,7 +114,7 @@ func TestOrient(t *testing.T) {
 		// Conntrack from the log prefix: state and direction, no tuple.
 		{"log prefix new: original and new, no Service from the zero tuple",
 			with(pkt(flow.ProtoUDP, client, 40000, backend, 5353), func(p *flow.Packet) {
-				p.CT = flow.Conntrack{Present: true, Info: flow.CTNew}
+				p.CT = flow.Conntrack{Present: true, Info: flow.CTNew, Created: true}
 			}),
 			flow.Flow{Initiator: client, Responder: backend, Port: 5353, Dir: flow.Original, NewConn: true}},
 		{"log prefix original: beats the port heuristic, not new",
@@ -122,7 +130,7 @@ func TestOrient(t *testing.T) {
 			flow.Flow{Initiator: client6, Responder: backend6, Port: 8080, Dir: flow.Reply}},
 		{"log prefix new on an ICMP echo request: a new connection",
 			with(pkt(flow.ProtoICMP, client, 0, backend, 0), func(p *flow.Packet) {
-				p.CT = flow.Conntrack{Present: true, Info: flow.CTNew}
+				p.CT = flow.Conntrack{Present: true, Info: flow.CTNew, Created: true}
 				p.ICMPType = 8
 			}),
 			flow.Flow{Initiator: client, Responder: backend, Dir: flow.Original, NewConn: true}},
