@@ -215,7 +215,8 @@ func sources(cfg *Config, reader *capture.Reader, pipe *pipeline.Pipeline, attr 
 		Capture: func() collector.CaptureStats {
 			c, p := reader.Stats(), pipe.Stats()
 			return collector.CaptureStats{
-				Received: c.Received, Lost: c.Lost, Overruns: c.Overruns, Bound: c.Bound,
+				Received: c.Received, Lost: c.Lost, Overruns: c.Overruns, BadBatches: c.BadBatches,
+				Bound: c.Bound, Conntrack: c.Conntrack,
 				Dropped: []collector.Count{{Label: "queue_full", Value: p.QueueFull}, {Label: "malformed", Value: c.Malformed}},
 			}
 		},

@@ -53,7 +53,7 @@ type Config struct {
 type Stats struct {
 	Series         int
 	Limit          int
-	Dropped        uint64 // packets whose new series the cap refused
+	Dropped        uint64 // packets whose new series the cap refused, scaled like the counters
 	EvictedIdle    uint64
 	EvictedDeleted uint64
 }
@@ -122,7 +122,7 @@ func (t *Table) add(now int64, key *flow.Key, dir flow.Direction, bytes uint32, 
 	e, ok := t.series[*key]
 	if !ok {
 		if t.cfg.MaxSeries > 0 && len(t.series) >= t.cfg.MaxSeries {
-			t.dropped.Add(1)
+			t.dropped.Add(scale)
 			return
 		}
 		e = &entry{created: now}

@@ -100,6 +100,25 @@ func TestProjectedKeysNeverCollide(t *testing.T) {
 	}
 }
 
+// TestSeriesCapDropsScaledPackets checks that packets the cap refuses are
+// counted on the scale of the packets it keeps: with 1-in-N sampling each
+// logged packet stands for N.
+func TestSeriesCapDropsScaledPackets(t *testing.T) {
+	tab := New(Config{MaxSeries: 1, Now: newClock().Now})
+	ups := []Update{
+		{Key: key(frontend, cart, 1000, false), Dir: flow.Original, Bytes: 100},
+		{Key: key(frontend, cart, 1001, false), Dir: flow.Original, Bytes: 100},
+		{Key: key(frontend, cart, 1002, false), Dir: flow.Reply, Bytes: 100},
+	}
+	tab.AddBatch(time.Unix(0, 0), ups, 10)
+	if st := tab.Stats(); st.Dropped != 20 {
+		t.Errorf("dropped = %d, want 20 (two logged packets at 1 in 10)", st.Dropped)
+	}
+	if s := tab.Snapshot(nil); len(s) != 1 || s[0].Packets[flow.Original] != 10 {
+		t.Errorf("kept series = %+v, want one of 10 packets", s)
+	}
+}
+
 func TestSeriesCap(t *testing.T) {
 	tests := []struct {
 		name        string

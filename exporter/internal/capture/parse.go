@@ -53,8 +53,12 @@ type parser struct {
 	nextSeq uint32
 
 	// Counters, owned by the reader goroutine and published by the
-	// reader.
-	received, lost, malformed uint64
+	// reader. Each logged packet ends in exactly one of received,
+	// malformed (a packet message whose attributes are broken; its
+	// sequence number still counts) or lost (never read, or inside a
+	// datagram whose framing is broken: the sequence gap counts it).
+	// badBatches counts such datagrams, not packets.
+	received, lost, malformed, badBatches uint64
 
 	// The acknowledgement the reader waits for while configuring.
 	wantSeq  uint32
@@ -64,14 +68,17 @@ type parser struct {
 
 func align4(n int) int { return (n + 3) &^ 3 }
 
-// parse walks one buffer of netlink messages. A message whose length is
-// impossible ends the walk, since nothing after it can be trusted.
-func (p *parser) parse(b []byte, h Handler) {
+// parse walks one buffer of netlink messages and reports whether it
+// could walk all of it. A message whose length is impossible ends the
+// walk, since nothing after it can be trusted: the datagram counts in
+// badBatches, and the packets it held count as lost once the next
+// sequence number arrives.
+func (p *parser) parse(b []byte, h Handler) bool {
 	for len(b) >= nlmsgHdrLen {
 		n := int(binary.NativeEndian.Uint32(b[0:4]))
 		if n < nlmsgHdrLen || n > len(b) {
-			p.malformed++
-			return
+			p.badBatches++
+			return false
 		}
 		typ := binary.NativeEndian.Uint16(b[4:6])
 		seq := binary.NativeEndian.Uint32(b[8:12])
@@ -88,16 +95,21 @@ func (p *parser) parse(b []byte, h Handler) {
 		}
 		next := align4(n)
 		if next >= len(b) {
-			return
+			return true
 		}
 		b = b[next:]
 	}
 	if len(b) > 0 {
-		p.malformed++
+		p.badBatches++
+		return false
 	}
+	return true
 }
 
-// packet reads one NFULNL_MSG_PACKET: nfgenmsg, then attributes.
+// packet reads one NFULNL_MSG_PACKET: nfgenmsg, then attributes. A
+// packet ends in received or malformed, once, and its sequence number
+// is taken even when its other attributes are broken, so that it is not
+// also counted as lost.
 func (p *parser) packet(msg []byte, h Handler) {
 	if len(msg) < nfgenHdrLen {
 		p.malformed++
@@ -111,14 +123,15 @@ func (p *parser) packet(msg []byte, h Handler) {
 		payload bool
 		ctInfo  bool  // NFULA_CT_INFO seen: the glue's state wins
 		fromLog uint8 // the state the log prefix names, noState for none
+		broken  bool  // an attribute could not be read
 	)
 	fromLog = noState
 	attrs := msg[nfgenHdrLen:]
 	for len(attrs) >= nlaHdrLen {
 		l := int(binary.NativeEndian.Uint16(attrs[0:2]))
 		if l < nlaHdrLen || l > len(attrs) {
-			p.malformed++
-			return
+			broken = true
+			break
 		}
 		typ := binary.NativeEndian.Uint16(attrs[2:4]) & nlaTypeMask
 		v := attrs[nlaHdrLen:l]
@@ -135,10 +148,9 @@ func (p *parser) packet(msg []byte, h Handler) {
 				seq, haveSeq = binary.BigEndian.Uint32(v), true
 			}
 		case nfulaCT:
-			if !parseCT(v, &rec.CT) {
-				p.malformed++
-				return
-			}
+			// A broken nest spoils the packet, not the attributes
+			// around it: the walk goes on to the sequence number.
+			broken = broken || !parseCT(v, &rec.CT)
 		case nfulaCTInfo:
 			if len(v) >= 4 {
 				rec.CT.Info = v[3] // a big-endian ip_conntrack_info, below 8
@@ -166,7 +178,7 @@ func (p *parser) packet(msg []byte, h Handler) {
 		}
 		p.haveSeq, p.nextSeq = true, seq+1
 	}
-	if !payload {
+	if broken || !payload {
 		p.malformed++
 		return
 	}

@@ -277,18 +277,33 @@ func TestParseMalformed(t *testing.T) {
 	for n := 1; n < len(good); n++ {
 		var p parser
 		var r recorder
-		p.parse(good[:n], &r)
-		if p.received+p.malformed == 0 {
-			t.Errorf("truncated to %d of %d bytes: neither received nor counted as malformed", n, len(good))
+		walked := p.parse(good[:n], &r)
+		if p.received+p.malformed+p.badBatches == 0 || walked != (p.badBatches == 0) {
+			t.Errorf("truncated to %d of %d bytes: received %d, malformed %d, bad batches %d, walked %v", n, len(good), p.received, p.malformed, p.badBatches, walked)
 		}
 	}
 
+	// Broken framing: the datagram counts, its packets are not
+	// malformed packets (the sequence gap counts them as lost).
 	for _, tc := range []struct {
 		name string
 		buf  []byte
 	}{
 		{"nlmsg length below header", func() []byte { b := append([]byte(nil), good...); binary.NativeEndian.PutUint32(b, 8); return b }()},
 		{"nlmsg length beyond buffer", func() []byte { b := append([]byte(nil), good...); binary.NativeEndian.PutUint32(b, 4096); return b }()},
+		{"trailing garbage", append(append([]byte(nil), good...), 1, 2, 3)},
+	} {
+		var p parser
+		if p.parse(tc.buf, &recorder{}) || p.badBatches != 1 || p.malformed != 0 {
+			t.Errorf("%s: bad batches = %d, malformed = %d; want 1, 0", tc.name, p.badBatches, p.malformed)
+		}
+	}
+
+	// A broken packet message is one malformed packet.
+	for _, tc := range []struct {
+		name string
+		buf  []byte
+	}{
 		{"attribute length beyond message", func() []byte {
 			b := append([]byte(nil), good...)
 			binary.NativeEndian.PutUint16(b[20:22], 0xfff)
@@ -303,14 +318,35 @@ func TestParseMalformed(t *testing.T) {
 		}()},
 		{"no payload", pkt{2, 4, 0, nil, nil, -1}.msg(0)},
 		{"broken conntrack nest", pkt{2, 4, 0, ipv4UDP, nla(nfulaCT, []byte{0xff, 0, 1, 0}), 2}.msg(0)},
-		{"trailing garbage", append(append([]byte(nil), good...), 1, 2, 3)},
 	} {
 		var p parser
 		var r recorder
-		p.parse(tc.buf, &r)
-		if p.malformed == 0 {
-			t.Errorf("%s: malformed = 0, want it counted", tc.name)
+		if !p.parse(tc.buf, &r) || p.malformed != 1 || p.received != 0 || p.badBatches != 0 {
+			t.Errorf("%s: malformed = %d, received = %d, bad batches = %d; want 1, 0, 0", tc.name, p.malformed, p.received, p.badBatches)
 		}
+	}
+}
+
+// TestParseCountsEachPacketOnce checks that every logged packet ends in
+// exactly one of received, malformed and lost: a packet whose conntrack
+// nest is broken is malformed, and its sequence number still counts, so
+// the next packet shows no gap; the packets of a datagram whose framing
+// is broken are lost, and not malformed too.
+func TestParseCountsEachPacketOnce(t *testing.T) {
+	brokenCT := nla(nfulaCT, []byte{0xff, 0, 1, 0})
+	var p parser
+	var r recorder
+	p.parse(pkt{2, 4, 0, ipv4UDP, nil, -1}.msg(0), &r)
+	p.parse(pkt{2, 4, 1, ipv4UDP, brokenCT, 2}.msg(0), &r)
+	p.parse(pkt{2, 4, 2, ipv4UDP, nil, -1}.msg(0), &r)
+	// Packets 3 and 4 in a datagram whose second message has a broken
+	// length: nothing of it can be trusted.
+	batch := append(pkt{2, 4, 3, ipv4UDP, nil, -1}.msg(0), pkt{2, 4, 4, ipv4UDP, nil, -1}.msg(0)...)
+	binary.NativeEndian.PutUint32(batch, 4096)
+	p.parse(batch, &r)
+	p.parse(pkt{2, 4, 5, ipv4UDP, nil, -1}.msg(0), &r)
+	if p.received != 3 || p.malformed != 1 || p.lost != 2 || p.badBatches != 1 {
+		t.Errorf("received %d, malformed %d, lost %d, bad batches %d; want 3, 1, 2, 1 (six packets logged)", p.received, p.malformed, p.lost, p.badBatches)
 	}
 }
 

@@ -135,8 +135,13 @@ type Stats struct {
 	// and the kernel dropped at least one batch (counted in Lost once the
 	// next packet arrives).
 	Overruns uint64
-	// Malformed counts netlink messages that could not be parsed.
+	// Malformed counts logged packets whose message could not be parsed;
+	// they are not counted as lost.
 	Malformed uint64
+	// BadBatches counts datagrams whose netlink framing is broken or that
+	// the read buffer cut short; the packets in them that could not be
+	// read count as lost.
+	BadBatches uint64
 	// Bound is true while the group is bound to this reader.
 	Bound bool
 	// BindError says why the group is not bound, empty while bound or
@@ -155,6 +160,7 @@ type Reader struct {
 	logger *slog.Logger
 
 	received, lost, overruns, malformed atomic.Uint64
+	badBatches                          atomic.Uint64
 	bound, conntrack                    atomic.Bool
 	bindError                           atomic.Pointer[string]
 
@@ -190,12 +196,13 @@ func New(cfg Config, logger *slog.Logger) *Reader {
 // Stats returns the reader's counters.
 func (r *Reader) Stats() Stats {
 	s := Stats{
-		Received:  r.received.Load(),
-		Lost:      r.lost.Load(),
-		Overruns:  r.overruns.Load(),
-		Malformed: r.malformed.Load(),
-		Bound:     r.bound.Load(),
-		Conntrack: r.conntrack.Load(),
+		Received:   r.received.Load(),
+		Lost:       r.lost.Load(),
+		Overruns:   r.overruns.Load(),
+		Malformed:  r.malformed.Load(),
+		BadBatches: r.badBatches.Load(),
+		Bound:      r.bound.Load(),
+		Conntrack:  r.conntrack.Load(),
 	}
 	if e := r.bindError.Load(); e != nil {
 		s.BindError = *e
@@ -338,11 +345,11 @@ func (r *Reader) session(ctx context.Context, h Handler) (bool, error) {
 			return true, fmt.Errorf("reading NFLOG group %d: %w", r.cfg.Group, r.rerr)
 		}
 		n := r.n
-		if n > len(r.buf) {
-			r.p.malformed++
-			n = len(r.buf)
+		if r.p.parse(r.buf[:min(n, len(r.buf))], h) && n > len(r.buf) {
+			// A datagram cut by the buffer between two messages
+			// walks to the end; it is broken all the same.
+			r.p.badBatches++
 		}
-		r.p.parse(r.buf[:n], h)
 		r.publish()
 		// While a backlog drains, reads never block; yielding once per
 		// batch lets a consumer goroutine on the same core (the
@@ -356,6 +363,7 @@ func (r *Reader) publish() {
 	r.received.Store(r.p.received)
 	r.lost.Store(r.p.lost)
 	r.malformed.Store(r.p.malformed)
+	r.badBatches.Store(r.p.badBatches)
 }
 
 // configure sends one config request and waits up to 5s for its

@@ -101,7 +101,7 @@ podflow_connections_total{destination_kind="StatefulSet",destination_namespace="
 var sources = Sources{
 	SampleRate: 4,
 	Capture: func() CaptureStats {
-		return CaptureStats{Received: 1000, Lost: 3, Overruns: 1, Bound: true, Dropped: []Count{{"queue_full", 64}}}
+		return CaptureStats{Received: 1000, Lost: 3, Overruns: 1, BadBatches: 2, Bound: true, Dropped: []Count{{"queue_full", 64}}}
 	},
 	Decode: func() []Count { return []Count{{"truncated", 2}, {"unsupported_protocol", 0}} },
 	Attribution: func() attribute.Stats {
@@ -112,7 +112,7 @@ var sources = Sources{
 		return aggregate.Stats{Series: 12, Limit: 100000, Dropped: 5, EvictedIdle: 3, EvictedDeleted: 4}
 	},
 	Nftables: func() NftablesStats {
-		return NftablesStats{SyncSuccess: 2, SyncError: 1, Overlay: []Count{{"vxlan", 9}, {"wireguard", 0}}}
+		return NftablesStats{SyncSuccess: 2, SyncReinstall: 3, SyncError: 1, Overlay: []Count{{"vxlan", 9}, {"wireguard", 0}}}
 	},
 	Kubernetes: func() []ResourceStats {
 		return []ResourceStats{{"pods", true, 0}, {"services", false, 2}}
@@ -128,6 +128,12 @@ podflow_attribution_misses_total{side="source"} 1
 # HELP podflow_capture_bound 1 while podflow owns the NFLOG group, else 0.
 # TYPE podflow_capture_bound gauge
 podflow_capture_bound 1
+# HELP podflow_capture_conntrack 1 when NFLOG attaches conntrack data (the original tuple: destination_service), 0 when state and direction come from the log prefix alone.
+# TYPE podflow_capture_conntrack gauge
+podflow_capture_conntrack 0
+# HELP podflow_capture_malformed_batches_total NFLOG datagrams whose netlink framing was broken; the packets in them count as lost.
+# TYPE podflow_capture_malformed_batches_total counter
+podflow_capture_malformed_batches_total 2
 # HELP podflow_capture_overruns_total Receive buffer overruns (ENOBUFS) on the NFLOG socket.
 # TYPE podflow_capture_overruns_total counter
 podflow_capture_overruns_total 1
@@ -155,9 +161,10 @@ podflow_kubernetes_errors_total{resource="services"} 2
 # TYPE podflow_kubernetes_synced gauge
 podflow_kubernetes_synced{resource="pods"} 1
 podflow_kubernetes_synced{resource="services"} 0
-# HELP podflow_nftables_syncs_total Installations of the nftables table, by result.
+# HELP podflow_nftables_syncs_total Installs and checks of the nftables table, by result (success: as built; reinstall: rebuilt a missing or changed table; error).
 # TYPE podflow_nftables_syncs_total counter
 podflow_nftables_syncs_total{result="error"} 1
+podflow_nftables_syncs_total{result="reinstall"} 3
 podflow_nftables_syncs_total{result="success"} 2
 # HELP podflow_overlay_packets_total Encapsulated packets between nodes excluded from the pair counters, by encapsulation.
 # TYPE podflow_overlay_packets_total counter

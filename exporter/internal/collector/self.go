@@ -21,15 +21,25 @@ type Count struct {
 // CaptureStats is what the NFLOG reader and the hand-off report.
 type CaptureStats struct {
 	Received, Lost, Overruns uint64
-	Bound                    bool
+	// BadBatches counts NFLOG datagrams whose framing was broken (their
+	// packets count in Lost).
+	BadBatches uint64
+	Bound      bool
+	// Conntrack is true when NFLOG attaches conntrack data (the original
+	// tuple), false when state and direction come from the log prefix
+	// alone.
+	Conntrack bool
 	// Dropped counts packets dropped after reading, by reason
-	// (queue_full, ...).
+	// (queue_full, malformed, ...).
 	Dropped []Count
 }
 
 // NftablesStats is what the table's installer reports.
 type NftablesStats struct {
-	SyncSuccess, SyncError uint64
+	// SyncSuccess counts installs and checks that found the table as
+	// built, SyncReinstall checks that rebuilt a missing or changed
+	// table, SyncError failures.
+	SyncSuccess, SyncReinstall, SyncError uint64
 	// Overlay counts the encapsulated packets excluded from the pair
 	// counters, by encapsulation.
 	Overlay []Count
@@ -64,6 +74,7 @@ type self struct {
 	src Sources
 
 	received, lost, dropped, overruns, bound, sampleRate *prometheus.Desc
+	badBatches, conntrack                                *prometheus.Desc
 	decodeErrors, misses, ignored, overlay               *prometheus.Desc
 	series, seriesLimit, seriesDropped, seriesEvicted    *prometheus.Desc
 	nftSyncs, kubeSynced, kubeErrors                     *prometheus.Desc
@@ -80,7 +91,9 @@ func newSelf(src Sources) *self {
 		lost:          desc("capture_packets_lost_total", "Packets the kernel logged but podflow never read (NFLOG sequence gaps)."),
 		dropped:       desc("capture_packets_dropped_total", "Packets read but dropped before counting, by reason.", "reason"),
 		overruns:      desc("capture_overruns_total", "Receive buffer overruns (ENOBUFS) on the NFLOG socket."),
+		badBatches:    desc("capture_malformed_batches_total", "NFLOG datagrams whose netlink framing was broken; the packets in them count as lost."),
 		bound:         desc("capture_bound", "1 while podflow owns the NFLOG group, else 0."),
+		conntrack:     desc("capture_conntrack", "1 when NFLOG attaches conntrack data (the original tuple: destination_service), 0 when state and direction come from the log prefix alone."),
 		sampleRate:    desc("capture_sample_rate", "The kernel logs one packet in this many; counters are scaled by it."),
 		decodeErrors:  desc("decode_errors_total", "Packets that could not be decoded, by reason.", "reason"),
 		misses:        desc("attribution_misses_total", "Packets whose source or destination address no source of identity knew, by side.", "side"),
@@ -90,7 +103,7 @@ func newSelf(src Sources) *self {
 		seriesLimit:   desc("series_limit", "The cap on flow series (--metrics.max-series; 0: no cap)."),
 		seriesDropped: desc("series_dropped_total", "Packets not counted because their new series would exceed the cap."),
 		seriesEvicted: desc("series_evicted_total", "Flow series removed, by reason (idle: no packet for the idle timeout; deleted: an endpoint went away).", "reason"),
-		nftSyncs:      desc("nftables_syncs_total", "Installations of the nftables table, by result.", "result"),
+		nftSyncs:      desc("nftables_syncs_total", "Installs and checks of the nftables table, by result (success: as built; reinstall: rebuilt a missing or changed table; error).", "result"),
 		kubeSynced:    desc("kubernetes_synced", "1 once the informer of the resource has synced, else 0.", "resource"),
 		kubeErrors:    desc("kubernetes_errors_total", "List and watch failures, by resource.", "resource"),
 	}
@@ -99,6 +112,7 @@ func newSelf(src Sources) *self {
 func (s *self) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		s.received, s.lost, s.dropped, s.overruns, s.bound, s.sampleRate,
+		s.badBatches, s.conntrack,
 		s.decodeErrors, s.misses, s.ignored, s.overlay,
 		s.series, s.seriesLimit, s.seriesDropped, s.seriesEvicted,
 		s.nftSyncs, s.kubeSynced, s.kubeErrors,
@@ -133,7 +147,9 @@ func (s *self) Collect(ch chan<- prometheus.Metric) {
 		counter(ch, s.received, c.Received)
 		counter(ch, s.lost, c.Lost)
 		counter(ch, s.overruns, c.Overruns)
+		counter(ch, s.badBatches, c.BadBatches)
 		gauge(ch, s.bound, b2f(c.Bound))
+		gauge(ch, s.conntrack, b2f(c.Conntrack))
 		for _, d := range c.Dropped {
 			counter(ch, s.dropped, d.Value, d.Label)
 		}
@@ -167,6 +183,7 @@ func (s *self) Collect(ch chan<- prometheus.Metric) {
 	if s.src.Nftables != nil {
 		n := s.src.Nftables()
 		counter(ch, s.nftSyncs, n.SyncSuccess, "success")
+		counter(ch, s.nftSyncs, n.SyncReinstall, "reinstall")
 		counter(ch, s.nftSyncs, n.SyncError, "error")
 		for _, o := range n.Overlay {
 			counter(ch, s.overlay, o.Value, o.Label)
