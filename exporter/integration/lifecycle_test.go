@@ -4,7 +4,6 @@ package integration
 
 import (
 	"errors"
-	"net/http"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -61,8 +60,9 @@ func TestSIGTERMDeletesTable(t *testing.T) {
 	}
 }
 
-// TestKillAndRestart checks that after kill -9 the table stays, a new
-// instance replaces it and counting resumes.
+// TestKillAndRestart checks that after kill -9 the kernel deletes the
+// table (it belongs to podflow's netlink socket), a new instance installs
+// it again and counting resumes.
 func TestKillAndRestart(t *testing.T) {
 	tp := newTopology(t)
 	d := startPodflow(t, tp.node, "127.0.0.1:9810")
@@ -70,8 +70,8 @@ func TestKillAndRestart(t *testing.T) {
 	pingCounted(t, tp, d, 2)
 	d.signal(syscall.SIGKILL)
 	d.wait(10 * time.Second)
-	if !hasTable(t, tp.node) {
-		t.Fatal("the table vanished with a killed podflow; this test needs a leftover")
+	if hasTable(t, tp.node) {
+		t.Fatal("table inet podflow outlived the podflow that owned it")
 	}
 	d2 := startPodflow(t, tp.node, "127.0.0.1:9810")
 	d2.waitReady()
@@ -85,29 +85,41 @@ func TestKillAndRestart(t *testing.T) {
 	}
 }
 
-// TestSecondInstance checks that a second podflow on the same NFLOG group
-// says why it cannot bind, in its log and on /readyz, and stays alive.
+// TestSecondInstance checks that a second podflow on the same node (a
+// botched upgrade, a debug run) fails clearly without touching the first
+// one's table: it cannot bind the NFLOG group, says so and exits, and the
+// first keeps counting exactly, its table never missing or rebuilt.
 func TestSecondInstance(t *testing.T) {
 	tp := newTopology(t)
 	first := startPodflow(t, tp.node, "127.0.0.1:9810", "--nftables.resync-interval=1s")
 	first.waitReady()
-	second := startPodflow(t, tp.node, "127.0.0.1:9811")
-	const msg = "NFLOG group 100 is in use by another process"
-	if !second.logHas(msg, 20*time.Second) {
-		t.Fatalf("the second instance's log does not say %q:\n%s", msg, second.log.String())
-	}
-	code, body, err := second.get("/readyz")
-	if err != nil || code != http.StatusServiceUnavailable || !strings.Contains(body, msg) {
-		t.Fatalf("second /readyz = %d %q %v, want 503 with %q", code, body, err, msg)
-	}
-	if code, _, err := second.get("/healthz"); err != nil || code != http.StatusOK {
-		t.Fatalf("second /healthz = %d %v", code, err)
-	}
-	if v, _ := value(mustScrape(second), "podflow_capture_bound", nil); v != 0 {
-		t.Errorf("second podflow_capture_bound = %v, want 0", v)
-	}
-	// The first keeps counting.
 	pingCounted(t, tp, first, 2)
+	table := tp.node.MustRun(t, "nft", "list", "table", "inet", "podflow")
+
+	second := startPodflow(t, tp.node, "127.0.0.1:9811")
+	if code := second.wait(60 * time.Second); code != 1 {
+		t.Fatalf("the second podflow exited with %d, want 1; log:\n%s", code, second.log.String())
+	}
+	for _, msg := range []string{"NFLOG group 100 is in use by another process", "is another podflow running on this node?"} {
+		if !strings.Contains(second.log.String(), msg) {
+			t.Errorf("the second podflow's log does not say %q:\n%s", msg, second.log.String())
+		}
+	}
+	if got := tp.node.MustRun(t, "nft", "list", "table", "inet", "podflow"); got != table {
+		t.Errorf("the second podflow changed the table:\n%s\nwas:\n%s", got, table)
+	}
+
+	// The first keeps counting, exactly, and never had to rebuild.
+	pingCounted(t, tp, first, 3)
+	mfs := mustScrape(first)
+	for result, want := range map[string]float64{"reinstall": 0, "error": 0} {
+		if v, ok := value(mfs, "podflow_nftables_syncs_total", map[string]string{"result": result}); !ok || v != want {
+			t.Errorf("first podflow_nftables_syncs_total{result=%q} = %v (present %v), want %v", result, v, ok, want)
+		}
+	}
+	if v, _ := value(mfs, "podflow_capture_bound", nil); v != 1 {
+		t.Errorf("first podflow_capture_bound = %v, want 1", v)
+	}
 }
 
 // TestBadStartLeavesNoTable checks that a bad flag value and an

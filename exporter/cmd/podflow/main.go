@@ -98,6 +98,17 @@ func run(args []string) int {
 	}
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelError)}
 
+	// The group first: the instance that holds it owns the table, so a
+	// second podflow on the node stops here, before it touches the
+	// table the first one logs through.
+	if err := reader.Bind(ctx, pipe); err != nil {
+		closeAll(listeners)
+		if ctx.Err() != nil {
+			return 0 // stopped while waiting for the group
+		}
+		logger.Error("cannot bind the NFLOG group; is another podflow running on this node? Stop it or choose another --nflog.group", "group", cfg.Capture.Group, "err", err)
+		return 1
+	}
 	if err := nftTable.Install(); err != nil {
 		logger.Error("cannot install the nftables table", "err", err)
 		closeAll(listeners)
@@ -228,7 +239,7 @@ func sources(cfg *Config, reader *capture.Reader, pipe *pipeline.Pipeline, attr 
 		Aggregate: table.Stats,
 		Nftables: func() collector.NftablesStats {
 			s := nftTable.Stats()
-			out := collector.NftablesStats{SyncSuccess: s.SyncsOK, SyncError: s.SyncsError}
+			out := collector.NftablesStats{SyncSuccess: s.SyncsOK, SyncReinstall: s.SyncsReinstall, SyncError: s.SyncsError}
 			seen := map[string]bool{}
 			for _, o := range cfg.Nftables.Overlays {
 				if !seen[o.Name] {

@@ -23,6 +23,13 @@ func TestBusyGroup(t *testing.T) {
 	cfg.MaxBackoff = 200 * time.Millisecond
 	first, stopFirst := startReader(t, cfg, HandlerFunc(func(*flow.Record) {}))
 
+	// Bind gives up after BindTimeout and says why.
+	cfg.BindTimeout = 300 * time.Millisecond
+	if err := New(cfg, nil).Bind(context.Background(), HandlerFunc(func(*flow.Record) {})); err == nil || !strings.Contains(err.Error(), "NFLOG group 100 is in use by another process") {
+		t.Errorf("Bind on a busy group = %v, want the conflict", err)
+	}
+
+	// Run keeps trying until the group is free.
 	second := New(cfg, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

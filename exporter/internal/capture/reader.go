@@ -65,6 +65,10 @@ type Config struct {
 	// MaxBackoff caps the wait between attempts to bind a group that
 	// another process owns.
 	MaxBackoff time.Duration
+	// BindTimeout is how long Bind keeps trying while another process
+	// owns the group (a predecessor still shutting down) before it gives
+	// up.
+	BindTimeout time.Duration
 }
 
 const maxNlBufSiz = 128 << 10 // the kernel clamps NFULNL_CFG_NLBUFSIZ to this
@@ -79,6 +83,7 @@ func DefaultConfig() Config {
 		FlushTimeout:   100 * time.Millisecond,
 		ReadBuffer:     8 << 20,
 		MaxBackoff:     5 * time.Second,
+		BindTimeout:    10 * time.Second,
 	}
 }
 
@@ -102,6 +107,9 @@ func (c *Config) withDefaults() Config {
 	}
 	if out.MaxBackoff == 0 {
 		out.MaxBackoff = d.MaxBackoff
+	}
+	if out.BindTimeout == 0 {
+		out.BindTimeout = d.BindTimeout
 	}
 	return out
 }
@@ -154,7 +162,21 @@ type Stats struct {
 	Conntrack bool
 }
 
-// Reader reads one NFLOG group.
+// Reader reads one NFLOG group. Its life:
+//
+//	New ─Bind─▶ bound ─Run─▶ reading ─ctx done─▶ unbound, socket closed
+//	             ▲                 │
+//	             └─backoff─ socket failed (Run binds again)
+//
+// What holds throughout:
+//   - Stats().Bound is true exactly while a socket of the Reader holds
+//     the group; the group is released when Run returns.
+//   - Every packet the kernel logs to the group while it is bound ends
+//     in exactly one of Received, Malformed and Lost (see parser), also
+//     the packets that arrive while a request waits for its
+//     acknowledgement; sequence numbers restart with each bind.
+//   - Only the goroutine in Bind, and then in Run, touches the socket,
+//     the buffer and the parser; Stats reads atomics from any goroutine.
 type Reader struct {
 	cfg    Config
 	logger *slog.Logger
@@ -164,33 +186,26 @@ type Reader struct {
 	bound, conntrack                    atomic.Bool
 	bindError                           atomic.Pointer[string]
 
-	p      parser // owned by the Run goroutine
-	seq    uint32
-	buf    []byte
-	state  string // last logged bind state, to log only changes
-	readFn func(fd uintptr) bool
-	n      int
-	rerr   error
+	c     *conn  // the bound socket; nil while unbound
+	p     parser // counts and the acknowledgement awaited
+	buf   []byte
+	state string // last logged bind state, to log only changes
 }
 
-// New returns a Reader for cfg. Nothing touches the kernel before Run.
+// New returns a Reader for cfg. Nothing touches the kernel before Bind
+// or Run.
 func New(cfg Config, logger *slog.Logger) *Reader {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	cfg = cfg.withDefaults()
-	r := &Reader{
+	return &Reader{
 		cfg:    cfg,
 		logger: logger.With("component", "capture", "group", cfg.Group),
 		// A batch never exceeds the batch buffer unless one packet does
 		// (up to the snaplen); leave room for both.
 		buf: make([]byte, max(256<<10, 2*int(cfg.BufferSize)+int(cfg.SnapLen)+4096)),
 	}
-	r.readFn = func(fd uintptr) bool {
-		r.n, r.rerr = recv(int(fd), r.buf)
-		return !errors.Is(r.rerr, unix.EAGAIN)
-	}
-	return r
 }
 
 // Stats returns the reader's counters.
@@ -210,37 +225,82 @@ func (r *Reader) Stats() Stats {
 	return s
 }
 
-// Run binds the group, retrying with backoff while another process owns
-// it, and reads until ctx is done; then it unbinds. It returns an error
-// only for an invalid Config.
+// Bind binds the group, retrying with backoff for up to cfg.BindTimeout
+// while another process owns it, and returns why it could not. Packets
+// that arrive meanwhile go to h. Bind before changing anything that
+// the group's owner relies on (the nftables table): a second podflow on
+// the node then stops here. Run reads from the bound socket.
+func (r *Reader) Bind(ctx context.Context, h Handler) error {
+	if err := r.cfg.Validate(); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(r.cfg.BindTimeout)
+	return r.bindRetrying(ctx, h, func(err error) bool {
+		var inUse *errInUse
+		return errors.As(err, &inUse) && time.Now().Before(deadline)
+	})
+}
+
+// Run reads the group until ctx is done, then unbinds. Unless Bind bound
+// it, Run binds it first; whenever the socket fails it binds again, with
+// backoff, for as long as it takes. It returns an error only for an
+// invalid Config.
 func (r *Reader) Run(ctx context.Context, h Handler) error {
 	if err := r.cfg.Validate(); err != nil {
 		return err
 	}
+	for ctx.Err() == nil {
+		if r.c == nil {
+			if r.bindRetrying(ctx, h, func(error) bool { return true }) != nil {
+				return nil // ctx is done
+			}
+		}
+		err := r.read(ctx, h)
+		r.unbind()
+		if ctx.Err() == nil {
+			r.setUnbound(err)
+		}
+	}
+	r.unbind()
+	return nil
+}
+
+// bindRetrying binds, waiting with backoff between attempts while retry
+// says the last error is worth another one. It returns nil once bound,
+// else the last error, or ctx's once ctx is done.
+func (r *Reader) bindRetrying(ctx context.Context, h Handler, retry func(error) bool) error {
 	backoff := 100 * time.Millisecond
 	for {
-		bound, err := r.session(ctx, h)
-		r.bound.Store(false)
-		if ctx.Err() != nil {
+		err := r.bind(ctx, h)
+		if err == nil {
 			return nil
 		}
-		if bound {
-			backoff = 100 * time.Millisecond
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
-		msg := err.Error()
-		r.bindError.Store(&msg)
-		if r.state != msg {
-			r.state = msg
-			r.logger.Warn("NFLOG group not bound, retrying", "reason", msg)
+		r.setUnbound(err)
+		if !retry(err) {
+			return err
 		}
 		t := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil
+			return ctx.Err()
 		case <-t.C:
 		}
 		backoff = min(2*backoff, r.cfg.MaxBackoff)
+	}
+}
+
+// setUnbound records why the group is not bound, logging each new reason
+// once.
+func (r *Reader) setUnbound(err error) {
+	msg := err.Error()
+	r.bindError.Store(&msg)
+	if r.state != msg {
+		r.state = msg
+		r.logger.Warn("NFLOG group not bound", "reason", msg)
 	}
 }
 
@@ -270,87 +330,81 @@ func hasNetAdmin() bool {
 	return true
 }
 
-// session opens a socket, binds the group and reads until ctx is done or
-// the socket fails. It reports whether it got as far as binding.
-func (r *Reader) session(ctx context.Context, h Handler) (bool, error) {
-	fd, err := openSocket(r.cfg.NetNS)
+// bind opens a socket and binds the group with sequence numbers and,
+// where the kernel has them, conntrack attributes. On success r.c holds
+// the socket and Bound is true.
+func (r *Reader) bind(ctx context.Context, h Handler) error {
+	c, err := dial(r.cfg.NetNS, r.cfg.ReadBuffer)
 	if err != nil {
-		return false, err
+		return err
 	}
-	if err := setReadBuffer(fd, r.cfg.ReadBuffer); err != nil {
-		_ = unix.Close(fd)
-		return false, fmt.Errorf("socket receive buffer of %d bytes: %w", r.cfg.ReadBuffer, err)
-	}
-	f := os.NewFile(uintptr(fd), "nflog")
-	defer f.Close()
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return false, err
-	}
-	stop := context.AfterFunc(ctx, func() { _ = f.SetReadDeadline(time.Unix(1, 0)) })
+	stop := context.AfterFunc(ctx, c.interrupt)
 	defer stop()
-
+	r.p.haveSeq = false // a new instance numbers from zero
 	flags := uint16(flagSeq | flagConntrack)
-	errno, err := r.configure(f, rc, fd, bindAttrs(&r.cfg, flags), h)
+	errno, err := r.configure(c, bindAttrs(&r.cfg, flags), h)
 	if err == nil && errno == unix.EOPNOTSUPP {
 		// The kernel cannot attach conntrack data; capture without it.
 		r.logger.Warn("the kernel refused conntrack data for NFLOG (built without CONFIG_NETFILTER_NETLINK_GLUE_CT, or nf_conntrack_netlink missing); conntrack state and direction come from the log prefixes, without the pre-DNAT destination (no destination_service)")
 		flags = flagSeq
-		errno, err = r.configure(f, rc, fd, bindAttrs(&r.cfg, flags), h)
+		errno, err = r.configure(c, bindAttrs(&r.cfg, flags), h)
 	}
 	switch {
 	case err != nil:
-		return false, err
 	case errno == unix.EPERM && !hasNetAdmin():
-		return false, fmt.Errorf("binding NFLOG group %d: %w: podflow needs CAP_NET_ADMIN", r.cfg.Group, errno)
+		err = fmt.Errorf("binding NFLOG group %d: %w: podflow needs CAP_NET_ADMIN", r.cfg.Group, errno)
 	case errno == unix.EPERM || errno == unix.EBUSY || errno == unix.EEXIST:
-		return false, &errInUse{r.cfg.Group, errno}
+		err = &errInUse{r.cfg.Group, errno}
 	case errno != 0:
-		return false, fmt.Errorf("binding NFLOG group %d: %w", r.cfg.Group, errno)
+		err = fmt.Errorf("binding NFLOG group %d: %w", r.cfg.Group, errno)
 	}
-	_ = f.SetReadDeadline(time.Time{})
-	if ctx.Err() != nil {
-		return true, nil
+	if err != nil {
+		c.close()
+		return err
 	}
+	c.setDeadline(time.Time{})
+	r.c = c
 	r.conntrack.Store(flags&flagConntrack != 0)
-	r.p.haveSeq = false // a new instance numbers from zero
 	r.bindError.Store(nil)
 	r.bound.Store(true)
 	if r.state != "bound" {
 		r.state = "bound"
 		r.logger.Info("NFLOG group bound", "conntrack", flags&flagConntrack != 0, "queue_threshold", r.cfg.QueueThreshold, "buffer_size", r.cfg.BufferSize)
 	}
-	defer func() {
-		// Closing the socket alone would also release the group.
-		r.seq++
-		_ = send(fd, configMsg(r.seq, r.cfg.Group, unbindAttrs()))
-	}()
+	return nil
+}
 
+// unbind releases the group and closes the socket, if bound.
+func (r *Reader) unbind() {
+	if r.c == nil {
+		return
+	}
+	r.bound.Store(false)
+	// Closing the socket alone would also release the group.
+	_, _ = r.c.request(r.cfg.Group, unbindAttrs())
+	r.c.close()
+	r.c = nil
+}
+
+// read hands over every packet of the bound socket until ctx is done
+// (nil) or the socket fails.
+func (r *Reader) read(ctx context.Context, h Handler) error {
+	stop := context.AfterFunc(ctx, r.c.interrupt)
+	defer stop()
 	for {
-		err := rc.Read(r.readFn)
-		if err != nil {
-			if ctx.Err() != nil {
-				return true, nil
-			}
-			return true, fmt.Errorf("reading NFLOG group %d: %w", r.cfg.Group, err)
+		n, err := r.c.recv(r.buf)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, unix.ENOBUFS):
+			r.overruns.Add(1)
+			continue
+		case errors.Is(err, unix.EINTR):
+			continue
+		case err != nil:
+			return fmt.Errorf("reading NFLOG group %d: %w", r.cfg.Group, err)
 		}
-		if r.rerr != nil {
-			if errors.Is(r.rerr, unix.ENOBUFS) {
-				r.overruns.Add(1)
-				continue
-			}
-			if errors.Is(r.rerr, unix.EINTR) {
-				continue
-			}
-			return true, fmt.Errorf("reading NFLOG group %d: %w", r.cfg.Group, r.rerr)
-		}
-		n := r.n
-		if r.p.parse(r.buf[:min(n, len(r.buf))], h) && n > len(r.buf) {
-			// A datagram cut by the buffer between two messages
-			// walks to the end; it is broken all the same.
-			r.p.badBatches++
-		}
-		r.publish()
+		r.consume(n, h)
 		// While a backlog drains, reads never block; yielding once per
 		// batch lets a consumer goroutine on the same core (the
 		// pipeline's aggregator) keep pace instead of waiting for
@@ -359,39 +413,42 @@ func (r *Reader) session(ctx context.Context, h Handler) (bool, error) {
 	}
 }
 
-func (r *Reader) publish() {
+// consume parses the n bytes of one datagram in the buffer and publishes
+// the counters.
+func (r *Reader) consume(n int, h Handler) {
+	if r.p.parse(r.buf[:min(n, len(r.buf))], h) && n > len(r.buf) {
+		// A datagram cut by the buffer between two messages walks to
+		// the end; it is broken all the same.
+		r.p.badBatches++
+	}
 	r.received.Store(r.p.received)
 	r.lost.Store(r.p.lost)
 	r.malformed.Store(r.p.malformed)
 	r.badBatches.Store(r.p.badBatches)
 }
 
-// configure sends one config request and waits up to 5s for its
+// configure sends one config request on c and waits up to 5s for its
 // acknowledgement, handing over any packet that arrives meanwhile. It
 // returns the kernel's errno (0 for success).
-func (r *Reader) configure(f *os.File, rc syscall.RawConn, fd int, attrs []byte, h Handler) (syscall.Errno, error) {
-	r.seq++
-	if err := send(fd, configMsg(r.seq, r.cfg.Group, attrs)); err != nil {
+func (r *Reader) configure(c *conn, attrs []byte, h Handler) (syscall.Errno, error) {
+	seq, err := c.request(r.cfg.Group, attrs)
+	if err != nil {
 		return 0, fmt.Errorf("sending NFLOG config: %w", err)
 	}
-	r.p.wantSeq, r.p.ackSeen = r.seq, false
-	_ = f.SetReadDeadline(time.Now().Add(5 * time.Second))
+	r.p.wantSeq, r.p.ackSeen = seq, false
+	c.setDeadline(time.Now().Add(5 * time.Second))
 	for !r.p.ackSeen {
-		if err := rc.Read(r.readFn); err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				return 0, errAckTimeout
-			}
+		n, err := c.recv(r.buf)
+		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return 0, errAckTimeout
+		case errors.Is(err, unix.ENOBUFS):
+			r.overruns.Add(1)
+			continue
+		case err != nil:
 			return 0, err
 		}
-		if r.rerr != nil {
-			if errors.Is(r.rerr, unix.ENOBUFS) {
-				r.overruns.Add(1)
-				continue
-			}
-			return 0, r.rerr
-		}
-		r.p.parse(r.buf[:min(r.n, len(r.buf))], h)
-		r.publish()
+		r.consume(n, h)
 	}
 	return syscall.Errno(r.p.ackErrno), nil //nolint:gosec // a non-negative errno from the kernel
 }

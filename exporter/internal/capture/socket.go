@@ -4,7 +4,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
+	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -27,6 +30,71 @@ const (
 	flagSeq       = 0x0001
 	flagConntrack = 0x0004
 )
+
+// conn is one NETLINK_NETFILTER socket in Go's poller. Only one
+// goroutine at a time may use it; interrupt may be called from any.
+type conn struct {
+	f   *os.File
+	rc  syscall.RawConn
+	fd  int
+	seq uint32 // of the last request sent
+
+	// The poller calls readFn, made once so that a read allocates
+	// nothing; it leaves its results in n and err for recv to return.
+	readFn func(fd uintptr) bool
+	buf    []byte
+	n      int
+	err    error
+}
+
+// dial opens a socket in the network namespace netns (0: the current
+// one) with a receive buffer of readBuffer bytes (0: the system's).
+func dial(netns, readBuffer int) (*conn, error) {
+	fd, err := openSocket(netns)
+	if err != nil {
+		return nil, err
+	}
+	if err := setReadBuffer(fd, readBuffer); err != nil {
+		_ = unix.Close(fd)
+		return nil, fmt.Errorf("socket receive buffer of %d bytes: %w", readBuffer, err)
+	}
+	c := &conn{f: os.NewFile(uintptr(fd), "nflog"), fd: fd}
+	if c.rc, err = c.f.SyscallConn(); err != nil {
+		_ = c.f.Close()
+		return nil, err
+	}
+	c.readFn = func(fd uintptr) bool {
+		c.n, c.err = recv(int(fd), c.buf)
+		return !errors.Is(c.err, unix.EAGAIN)
+	}
+	return c, nil
+}
+
+// recv waits for one datagram and reads it into buf. It returns the
+// datagram's full length, which exceeds len(buf) when it was cut.
+func (c *conn) recv(buf []byte) (int, error) {
+	c.buf = buf
+	if err := c.rc.Read(c.readFn); err != nil {
+		return 0, err
+	}
+	return c.n, c.err
+}
+
+// request sends one NFULNL_MSG_CONFIG for group and returns its sequence
+// number, which the kernel's acknowledgement carries.
+func (c *conn) request(group uint16, attrs []byte) (uint32, error) {
+	c.seq++
+	return c.seq, send(c.fd, configMsg(c.seq, group, attrs))
+}
+
+// setDeadline bounds the reads that follow (zero: none).
+func (c *conn) setDeadline(t time.Time) { _ = c.f.SetReadDeadline(t) }
+
+// interrupt ends a read in progress and every later one.
+func (c *conn) interrupt() { c.setDeadline(time.Unix(1, 0)) }
+
+// close releases the socket, and with it the group if it held one.
+func (c *conn) close() { _ = c.f.Close() }
 
 // openSocket opens a NETLINK_NETFILTER socket, non-blocking so that Go's
 // poller waits for it, in the network namespace netns (0: the current one).

@@ -184,13 +184,9 @@ func chainRules(cfg *Config, ifname expr.MetaKey) [][]expr.Any {
 	return rules
 }
 
-// queue adds the table's objects to conn's batch. A leftover table of the
-// same name goes first: adding an existing table is a no-op, so the add
-// makes the delete valid whether or not the table was there, and the batch
-// stays atomic.
+// queue adds the table and its objects to conn's batch, after
+// Table.flushOwned removed any table of the same name in the same batch.
 func (s *spec) queue(conn *nftables.Conn) {
-	conn.AddTable(s.table)
-	conn.DelTable(s.table)
 	conn.AddTable(s.table)
 	for _, o := range s.counters {
 		conn.AddObj(o)

@@ -6,6 +6,7 @@ package nft
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,8 +27,10 @@ const counterPoll = 5 * time.Second
 
 // Stats are the table's self-metrics.
 type Stats struct {
-	// SyncsOK and SyncsError count installs and re-asserts by result.
-	SyncsOK, SyncsError uint64
+	// SyncsOK counts installs and checks that found the table as built;
+	// SyncsReinstall checks that found it missing or changed and rebuilt
+	// it; SyncsError installs and checks that failed.
+	SyncsOK, SyncsReinstall, SyncsError uint64
 	// Installed is true while the table is known to be in place.
 	Installed bool
 	// LastError is the last sync error, empty after a success.
@@ -42,11 +45,19 @@ type Table struct {
 	cfg    Config
 	logger *slog.Logger
 
-	mu        sync.Mutex // serialises netlink work and guards the fields below
-	conn      *nftables.Conn
-	installed *state // the table as read back after the last install
-	stats     Stats
+	// io serialises netlink work and guards the fields up to mu, which
+	// guards stats alone: Stats, called on every scrape and readiness
+	// check, never waits for netlink I/O. Take io before mu.
+	io        sync.Mutex
+	conn      *nftables.Conn // reads
+	own       *owner         // the socket that owns the table; nil before Install and after Delete
+	ownerless bool           // the kernel has no owner flag
+	mine      bool           // a table this Table installed may be in place: Delete deletes it
+	installed *state         // the table as read back after the last install
 	lastSeen  map[string]uint64 // counter values at the last read since the last install
+
+	mu    sync.Mutex
+	stats Stats
 }
 
 // New returns a Table for cfg. Nothing touches the kernel before Install.
@@ -85,10 +96,10 @@ func (t *Table) dial() (*nftables.Conn, error) {
 // Install builds the table in one batch, replacing a table of the same
 // name left behind by a previous run.
 func (t *Table) Install() error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	t.io.Lock()
+	defer t.io.Unlock()
 	err := t.installLocked()
-	t.recordSync(err)
+	t.recordSync(err, false)
 	return err
 }
 
@@ -104,11 +115,11 @@ func (t *Table) installLocked() error {
 		// Keep what our own counters counted before they are recreated.
 		_ = t.readCountersLocked()
 	}
-	buildSpec(&t.cfg).queue(conn)
-	if err := conn.Flush(); err != nil {
+	if err := t.flushOwned(conn, buildSpec(&t.cfg).queue); err != nil {
 		t.installed = nil
 		return fmt.Errorf("install table inet %s: %w", TableName, err)
 	}
+	t.mine = true
 	clear(t.lastSeen)
 	st, err := t.readState(conn)
 	if err != nil {
@@ -119,22 +130,108 @@ func (t *Table) installLocked() error {
 	return nil
 }
 
-func (t *Table) recordSync(err error) {
-	if err != nil {
+// recordSync counts one install or check by its result; reinstall says a
+// successful one rebuilt a missing or changed table.
+func (t *Table) recordSync(err error, reinstall bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch {
+	case err != nil:
 		t.stats.SyncsError++
 		t.stats.LastError = err.Error()
 		t.stats.Installed = false
 		return
+	case reinstall:
+		t.stats.SyncsReinstall++
+	default:
+		t.stats.SyncsOK++
 	}
-	t.stats.SyncsOK++
 	t.stats.LastError = ""
 	t.stats.Installed = true
 }
 
-// Delete removes the table. A table that is already gone is not an error.
+// flushOwned deletes the table and then adds what queue adds, in one
+// batch sent through the owner socket, with the owner flag on the
+// table queue adds. A table with the owner flag is deleted directly: if
+// it is this socket's, nothing else can have removed it, and if it is
+// another's the kernel refuses the whole batch. Any other table is first
+// added, unchanged (adding an existing table is a no-op, and so is the
+// update to the same flags), which makes the delete valid whether or not
+// the table is there when the batch runs: a leftover without the flag is
+// replaced atomically.
+func (t *Table) flushOwned(conn *nftables.Conn, queue func(*nftables.Conn)) error {
+	if t.own == nil {
+		o, err := dialOwner(t.cfg.NetNS)
+		if err != nil {
+			return err
+		}
+		t.own = o
+	}
+	var now uint32
+	switch cur, err := conn.ListTableOfFamily(TableName, nftables.TableFamilyINet); {
+	case err == nil:
+		// google/nftables decodes the big-endian NFTA_TABLE_FLAGS in
+		// host byte order; undo that.
+		now = binary.BigEndian.Uint32(binary.NativeEndian.AppendUint32(nil, cur.Flags))
+	case !errors.Is(err, unix.ENOENT):
+		return err
+	}
+	ref := newTableRef()
+	owned := now&tableFlagOwner != 0
+	msgs, err := record(func(c *nftables.Conn) {
+		if !owned {
+			c.AddTable(ref)
+		}
+		c.DelTable(ref)
+		queue(c)
+	})
+	if err != nil {
+		return err
+	}
+	send := func() error {
+		want := uint32(tableFlagOwner)
+		if t.ownerless {
+			want = 0
+		}
+		flags := []uint32{want}
+		if !owned {
+			flags = []uint32{now, want}
+		}
+		if err := setTableFlags(msgs, flags...); err != nil {
+			return err
+		}
+		return t.own.flush(msgs)
+	}
+	err = send()
+	if errors.Is(err, unix.EOPNOTSUPP) && !t.ownerless && now == 0 {
+		t.logger.Warn("this kernel has no owner flag for nftables tables (Linux 5.12 and later have it): the table is not tied to podflow's lifetime, and a killed podflow leaves it behind until the next start")
+		t.ownerless = true
+		err = send()
+	}
+	if errors.Is(err, unix.EPERM) && owned {
+		return fmt.Errorf("another process owns it (another podflow on this node?): %w", err)
+	}
+	return err
+}
+
+// Delete removes the table this Table installed and releases the socket
+// that owns it. A table it did not install (another podflow's) stays;
+// one that is already gone is not an error.
 func (t *Table) Delete() error {
+	t.io.Lock()
+	defer t.io.Unlock()
 	t.mu.Lock()
-	defer t.mu.Unlock()
+	t.stats.Installed = false
+	t.mu.Unlock()
+	if t.own == nil {
+		return nil
+	}
+	if !t.mine {
+		err := t.own.close()
+		t.own = nil
+		return err
+	}
+	t.mine = false
 	conn, err := t.dial()
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
@@ -143,12 +240,11 @@ func (t *Table) Delete() error {
 		_ = t.readCountersLocked()
 	}
 	t.installed = nil
-	t.stats.Installed = false
-	ref := newTableRef()
-	// The add makes the delete valid when the table is missing.
-	conn.AddTable(ref)
-	conn.DelTable(ref)
-	if err := conn.Flush(); err != nil {
+	err = t.flushOwned(conn, func(*nftables.Conn) {})
+	// Closing the owner socket alone would delete an owned table too.
+	err = errors.Join(err, t.own.close())
+	t.own = nil
+	if err != nil {
 		return fmt.Errorf("delete table inet %s: %w", TableName, err)
 	}
 	return nil
@@ -173,13 +269,13 @@ func (t *Table) Run(ctx context.Context, interval time.Duration) {
 		case <-resync.C:
 			t.Assert()
 		case <-poll.C:
-			t.mu.Lock()
+			t.io.Lock()
 			if t.installed != nil {
 				if err := t.readCountersLocked(); err != nil {
 					t.logger.Debug("reading overlay counters failed", "err", err)
 				}
 			}
-			t.mu.Unlock()
+			t.io.Unlock()
 		}
 	}
 }
@@ -187,9 +283,10 @@ func (t *Table) Run(ctx context.Context, interval time.Duration) {
 // Assert checks the table once and rebuilds it when it is missing or
 // differs; Run calls it every interval.
 func (t *Table) Assert() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	t.io.Lock()
+	defer t.io.Unlock()
 	conn, err := t.dial()
+	reinstall := false
 	if err == nil && t.installed != nil {
 		var cur *state
 		cur, err = t.readState(conn)
@@ -197,25 +294,32 @@ func (t *Table) Assert() {
 			if err := t.readCountersLocked(); err != nil {
 				t.logger.Debug("reading overlay counters failed", "err", err)
 			}
-			t.recordSync(nil)
+			t.recordSync(nil, false)
 			return
 		}
 		if err == nil || errors.Is(err, errMissing) {
 			reason := "it differs from the one podflow built"
 			if err != nil {
 				reason = "it is missing"
+				if t.own != nil {
+					// An owned table goes only with its socket.
+					_ = t.own.close()
+					t.own = nil
+				}
 			}
 			t.logger.Warn("reinstalling the nftables table: "+reason, "reason", reason)
+			reinstall = true
 		}
 	}
 	err = t.installLocked()
 	if err != nil {
 		t.logger.Error("installing the nftables table failed", "err", err)
 	}
-	t.recordSync(err)
+	t.recordSync(err, reinstall)
 }
 
-// Stats returns a copy of the table's self-metrics. It does no I/O.
+// Stats returns a copy of the table's self-metrics. It does no I/O and
+// never waits for it.
 func (t *Table) Stats() Stats {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -242,7 +346,9 @@ func (t *Table) readCountersLocked() error {
 			delta = c.Packets - last
 		}
 		t.lastSeen[c.Name] = c.Packets
+		t.mu.Lock()
 		t.stats.Overlays[c.Name] += delta
+		t.mu.Unlock()
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -30,9 +31,19 @@ func TestRulesOnlyReturn(t *testing.T) {
 	}
 }
 
+// progname is the comment nft adds to an owned table: the name of the
+// owning process, which is the test binary here.
+var progname = regexp.MustCompile(` # progname \S+`)
+
 func listTable(t *testing.T, ns *netnstest.NS) string {
 	t.Helper()
-	return ns.MustRun(t, "nft", "list", "table", "inet", TableName)
+	return progname.ReplaceAllString(ns.MustRun(t, "nft", "list", "table", "inet", TableName), "")
+}
+
+// withOwnerFlag adds the owner flag to the listing of a table installed
+// without it, to compare it with the golden files.
+func withOwnerFlag(listing string) string {
+	return strings.Replace(listing, "table inet podflow {\n", "table inet podflow {\n\tflags owner\n\n", 1)
 }
 
 func compareGolden(t *testing.T, name, got string) {
@@ -117,11 +128,65 @@ func TestInstallReplacesLeftover(t *testing.T) {
 	}
 }
 
+// TestOwnedTable checks the owner flag: another process can neither
+// delete nor change the table, and the table goes with the socket that
+// owns it (a crash), after which a check puts it back.
+func TestOwnedTable(t *testing.T) {
+	ns := netnstest.New(t, "pfcap-")
+	cfg := DefaultConfig()
+	cfg.NetNS = ns.FD
+	tbl := New(cfg, nil)
+	if err := tbl.Install(); err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range []string{"delete table inet podflow", "insert rule inet podflow input counter", "flush table inet podflow"} {
+		if out, err := ns.Run("nft", cmd); err == nil || !strings.Contains(out, "Operation not permitted") {
+			t.Errorf("nft %s: %v %s; want EPERM", cmd, err, out)
+		}
+	}
+	compareGolden(t, "default.nft", listTable(t, ns))
+	// Flushing the ruleset, as a firewall reload does, skips it.
+	ns.MustRun(t, "nft", "flush", "ruleset")
+	compareGolden(t, "default.nft", listTable(t, ns))
+
+	// A second podflow's table is refused: it cannot replace the first.
+	second := New(cfg, nil)
+	if err := second.Install(); err == nil || !strings.Contains(err.Error(), "another process owns it") {
+		t.Errorf("second Install = %v, want refused", err)
+	}
+	if err := second.Delete(); err != nil {
+		t.Errorf("second Delete (nothing installed): %v", err)
+	}
+	compareGolden(t, "default.nft", listTable(t, ns))
+
+	// The owner's socket closes (as when podflow is killed): the kernel
+	// deletes the table, and the next check rebuilds it.
+	_ = tbl.own.close()
+	if out, err := ns.Run("nft", "list", "table", "inet", TableName); err == nil {
+		t.Fatalf("table still there after its owner socket closed:\n%s", out)
+	}
+	tbl.Assert()
+	compareGolden(t, "default.nft", listTable(t, ns))
+	if s := tbl.Stats(); s.SyncsOK != 1 || s.SyncsReinstall != 1 || s.SyncsError != 0 || !s.Installed {
+		t.Errorf("Stats() = %+v, want one install and one reinstall", s)
+	}
+	if err := tbl.Delete(); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := ns.Run("nft", "list", "table", "inet", TableName); err == nil {
+		t.Errorf("table still there after Delete:\n%s", out)
+	}
+}
+
+// TestRunReassertsAndKeepsCountersMonotonic runs without the owner flag,
+// as on a kernel older than 5.12, where other agents can delete or edit
+// the table.
 func TestRunReassertsAndKeepsCountersMonotonic(t *testing.T) {
 	ns := netnstest.New(t, "pfcap-")
 	cfg := DefaultConfig()
 	cfg.NetNS = ns.FD
 	tbl := New(cfg, nil)
+	tbl.ownerless = true
 	if err := tbl.Install(); err != nil {
 		t.Fatal(err)
 	}
@@ -150,13 +215,13 @@ func TestRunReassertsAndKeepsCountersMonotonic(t *testing.T) {
 	waitFor(t, func() bool { _, err := ns.Run("nft", "list", "table", "inet", TableName); return err == nil })
 	cancel()
 	<-done
-	compareGolden(t, "default.nft", listTable(t, ns))
+	compareGolden(t, "default.nft", withOwnerFlag(listTable(t, ns)))
 
 	// Another agent edits it: the next assert rebuilds it.
 	send(2)
 	ns.MustRun(t, "nft", "insert", "rule", "inet", TableName, ChainInput, "counter")
 	tbl.Assert()
-	compareGolden(t, "default.nft", listTable(t, ns))
+	compareGolden(t, "default.nft", withOwnerFlag(listTable(t, ns)))
 	send(1)
 	tbl.Assert()
 	s := tbl.Stats()
@@ -165,11 +230,31 @@ func TestRunReassertsAndKeepsCountersMonotonic(t *testing.T) {
 	if got := s.Overlays["vxlan"]; got != 6 {
 		t.Errorf("vxlan packets = %d, want 6 (monotonic across rebuilds)", got)
 	}
-	if s.SyncsOK < 3 || s.SyncsError != 0 || !s.Installed {
-		t.Errorf("Stats() = %+v, want >= 3 successful syncs and no error", s)
+	// The deletion and the edit each cost one reinstall; every other
+	// check found the table as built.
+	if s.SyncsOK < 3 || s.SyncsReinstall != 2 || s.SyncsError != 0 || !s.Installed {
+		t.Errorf("Stats() = %+v, want >= 3 successful syncs, 2 reinstalls and no error", s)
 	}
 	if _, ok := s.Overlays["geneve"]; !ok {
 		t.Errorf("Stats().Overlays lacks geneve: %v", s.Overlays)
+	}
+}
+
+// TestStatsNeverWaitsForNetlink checks that Stats, read on every scrape
+// and readiness check, returns while netlink work holds the table.
+func TestStatsNeverWaitsForNetlink(t *testing.T) {
+	tbl := New(DefaultConfig(), nil)
+	tbl.io.Lock() // an install or check stuck in the kernel
+	defer tbl.io.Unlock()
+	done := make(chan Stats)
+	go func() { done <- tbl.Stats() }()
+	select {
+	case s := <-done:
+		if s.Installed {
+			t.Errorf("Stats() = %+v before any install", s)
+		}
+	case <-time.After(30 * time.Second): // a deadlock guard, not a timing
+		t.Fatal("Stats waited for the netlink lock")
 	}
 }
 
@@ -200,9 +285,12 @@ func TestReturnKeepsOtherVerdicts(t *testing.T) {
 	a.MustRun(t, "ip", "neigh", "replace", "192.0.2.2", "lladdr", bmac, "dev", "a0", "nud", "permanent")
 	cfg := DefaultConfig()
 	cfg.NetNS = a.FD
-	if err := New(cfg, nil).Install(); err != nil {
+	// The table lives as long as the Table that owns it.
+	tbl := New(cfg, nil)
+	if err := tbl.Install(); err != nil {
 		t.Fatal(err)
 	}
+	defer func() { _ = tbl.Delete() }()
 	// The other table drops UDP to 9999 after podflow's chain has logged
 	// and returned; a counter of its own in b counts what arrives.
 	a.MustRun(t, "nft", "add table inet pfcttest; add chain inet pfcttest out { type filter hook postrouting priority 200; policy accept; }; add rule inet pfcttest out udp dport 9999 drop")
