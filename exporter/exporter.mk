@@ -39,5 +39,5 @@ fuzz: fuzz-capture
 .PHONY: bench-system
 bench-system: ## System benchmark of capture (root): forwarded vs counted packets, CPU µs per packet and drain rate, podflow vs bare go-nflog.
 	mkdir -p $(BIN_DIR)
-	$(GO) build -o $(BIN_DIR)/podflow-sysbench ./exporter/internal/capture/sysbench
+	$(GO) build -o $(BIN_DIR)/podflow-sysbench ./exporter/cmd/podflow-sysbench
 	$(BIN_DIR)/podflow-sysbench $(BENCH_SYSTEM_FLAGS)

@@ -1,4 +1,4 @@
-// Command sysbench is podflow's system benchmark of the capture path
+// Command podflow-sysbench is podflow's system benchmark of the capture path
 // (make bench-system, as root). It builds a forwarding topology of
 // network namespaces, generator -> router -> sink, installs podflow's
 // table in the router and measures, at fixed offered rates, how many
