@@ -179,7 +179,6 @@ func udpPingPong(t *testing.T, ns *netnstest.NS, network, addr string, n int) {
 }
 
 type want struct {
-	hook           flow.Hook
 	info           uint8
 	src, dst       netip.Addr
 	proto          uint8
@@ -193,7 +192,7 @@ func check(t *testing.T, got []flow.Record, wants []want, withCT bool) {
 	if len(got) != len(wants) {
 		for _, r := range got {
 			s, d, p, _ := addrs(r.Payload)
-			t.Logf("got %v -> %v proto %d hook %d ct %+v", s, d, p, r.Hook, r.CT)
+			t.Logf("got %v -> %v proto %d ct %+v", s, d, p, r.CT)
 		}
 		t.Fatalf("got %d records, want exactly %d", len(got), len(wants))
 	}
@@ -204,8 +203,8 @@ func check(t *testing.T, got []flow.Record, wants []want, withCT bool) {
 		if src.Is6() {
 			fam = 10
 		}
-		if src != w.src || dst != w.dst || proto != w.proto || r.Hook != w.hook || r.Family != fam {
-			t.Errorf("record %d: %v -> %v proto %d hook %d family %d; want %v -> %v proto %d hook %d family %d", i, src, dst, proto, r.Hook, r.Family, w.src, w.dst, w.proto, w.hook, fam)
+		if src != w.src || dst != w.dst || proto != w.proto || r.Family != fam {
+			t.Errorf("record %d: %v -> %v proto %d family %d; want %v -> %v proto %d family %d", i, src, dst, proto, r.Family, w.src, w.dst, w.proto, fam)
 		}
 		if !withCT {
 			// The state and direction come from the log prefix, the
@@ -255,8 +254,8 @@ func TestReaderRealTraffic(t *testing.T) {
 				info = flow.CTNew
 			}
 			wants = append(wants,
-				want{flow.HookInput, info, v.client, v.node, 17, 0, 9000, v.client, v.node},
-				want{flow.HookPostrouting, flow.CTEstablishedReply, v.node, v.client, 17, 0, 9000, v.client, v.node})
+				want{info, v.client, v.node, 17, 0, 9000, v.client, v.node},
+				want{flow.CTEstablishedReply, v.node, v.client, 17, 0, 9000, v.client, v.node})
 		}
 	}
 	// ICMP echo, IPv4 and IPv6.
@@ -272,8 +271,8 @@ func TestReaderRealTraffic(t *testing.T) {
 				info = flow.CTNew
 			}
 			wants = append(wants,
-				want{flow.HookInput, info, v.client, v.node, v.proto, 0, 0, v.client, v.node},
-				want{flow.HookPostrouting, flow.CTEstablishedReply, v.node, v.client, v.proto, 0, 0, v.client, v.node})
+				want{info, v.client, v.node, v.proto, 0, 0, v.client, v.node},
+				want{flow.CTEstablishedReply, v.node, v.client, v.proto, 0, 0, v.client, v.node})
 		}
 	}
 	waitFor(t, fmt.Sprintf("%d records", len(wants)), func() bool { return len(c.snapshot()) >= len(wants) })
@@ -323,11 +322,11 @@ func TestReaderRealTraffic(t *testing.T) {
 	if len(tcp) != kernel || kernel < 6 {
 		t.Fatalf("TCP records = %d, the kernel counted %d packets (want >= 6)", len(tcp), kernel)
 	}
-	if tcp[0].Hook != flow.HookInput || tcp[0].Payload[33]&0x12 != 0x02 {
-		t.Errorf("first TCP record: hook %d flags %#x; want the SYN into the node", tcp[0].Hook, tcp[0].Payload[33])
+	if src, _, _, _ := addrs(tcp[0].Payload); src != clientV4 || tcp[0].Payload[33]&0x12 != 0x02 {
+		t.Errorf("first TCP record: from %v flags %#x; want the SYN into the node", src, tcp[0].Payload[33])
 	}
 	for i, rec := range tcp {
-		_, _, proto, _ := addrs(rec.Payload)
+		src, _, proto, _ := addrs(rec.Payload)
 		if proto != 6 {
 			t.Errorf("TCP record %d: proto %d", i, proto)
 		}
@@ -337,7 +336,7 @@ func TestReaderRealTraffic(t *testing.T) {
 		// after it from the node is a reply, the rest from the client
 		// original and established.
 		flags := rec.Payload[33]
-		reply := rec.Hook == flow.HookPostrouting
+		reply := src == nodeV4
 		info := flow.CTEstablished
 		switch {
 		case reply:
@@ -346,7 +345,7 @@ func TestReaderRealTraffic(t *testing.T) {
 			info = flow.CTNew
 		}
 		if !rec.CT.Present || rec.CT.Info != info || rec.CT.Created != (i == 0) || (withCT && rec.CT.OrigDstPort != 9001) {
-			t.Errorf("TCP record %d: hook %d flags %#x ct %+v; want info %d", i, rec.Hook, flags, rec.CT, info)
+			t.Errorf("TCP record %d: from %v flags %#x ct %+v; want info %d", i, src, flags, rec.CT, info)
 		}
 	}
 

@@ -22,12 +22,11 @@ const (
 	msgPacket    = nfnlSubsysUL << 8 // | NFULNL_MSG_PACKET, which is 0
 	msgConfig    = nfnlSubsysUL<<8 | 1
 
-	nfulaPacketHdr = 1
-	nfulaPayload   = 9
-	nfulaPrefix    = 10
-	nfulaSeq       = 12
-	nfulaCT        = 18
-	nfulaCTInfo    = 19
+	nfulaPayload = 9
+	nfulaPrefix  = 10
+	nfulaSeq     = 12
+	nfulaCT      = 18
+	nfulaCTInfo  = 19
 
 	ctaTupleOrig  = 1
 	ctaTupleIP    = 1
@@ -38,8 +37,6 @@ const (
 	ctaIPv6Dst    = 4
 	ctaProtoSrc   = 2
 	ctaProtoDst   = 3
-
-	hookLocalIn = 1 // NF_INET_LOCAL_IN
 )
 
 // parser walks the netlink messages of one read without allocating and
@@ -116,7 +113,7 @@ func (p *parser) packet(msg []byte, h Handler) {
 		return
 	}
 	rec := &p.rec
-	*rec = flow.Record{Family: msg[0], Hook: flow.HookPostrouting}
+	*rec = flow.Record{Family: msg[0]}
 	var (
 		seq     uint32
 		haveSeq bool
@@ -136,10 +133,6 @@ func (p *parser) packet(msg []byte, h Handler) {
 		typ := binary.NativeEndian.Uint16(attrs[2:4]) & nlaTypeMask
 		v := attrs[nlaHdrLen:l]
 		switch typ {
-		case nfulaPacketHdr:
-			if len(v) >= 3 && v[2] == hookLocalIn {
-				rec.Hook = flow.HookInput
-			}
 		case nfulaPayload:
 			rec.Payload = v
 			payload = true

@@ -76,7 +76,7 @@ const (
 // Decode decodes rec's payload into p, overwriting all of p. It copies
 // rec.Hook and rec.CT into p. p is meaningful only when the result is OK.
 func Decode(rec *flow.Record, p *flow.Packet) Reason {
-	*p = flow.Packet{Hook: rec.Hook, CT: rec.CT}
+	*p = flow.Packet{CT: rec.CT}
 	b := rec.Payload
 	if len(b) == 0 {
 		return Truncated

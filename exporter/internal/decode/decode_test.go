@@ -26,8 +26,8 @@ func check(t *testing.T, name string, rec *flow.Record, w want) {
 	if got != w.reason {
 		t.Fatalf("%s: reason %v, want %v", name, got, w.reason)
 	}
-	if p.Hook != rec.Hook || p.CT != rec.CT {
-		t.Errorf("%s: hook/conntrack not copied: %+v", name, p)
+	if p.CT != rec.CT {
+		t.Errorf("%s: conntrack not copied: %+v", name, p)
 	}
 	if w.reason != OK {
 		return
@@ -87,7 +87,7 @@ func TestCapturedVectors(t *testing.T) {
 		if len(v.data) > 128 {
 			t.Errorf("%s: %d bytes, more than the snaplen", name, len(v.data))
 		}
-		rec := &flow.Record{Payload: v.data, Family: v.family, Hook: flow.HookInput,
+		rec := &flow.Record{Payload: v.data, Family: v.family,
 			CT: flow.Conntrack{Present: true, Info: flow.CTNew}}
 		t.Run(name, func(t *testing.T) { check(t, name, rec, w) })
 	}
@@ -215,7 +215,7 @@ func TestBuiltVectors(t *testing.T) {
 			want{reason: BadLength}},
 	}
 	for _, tt := range tests {
-		rec := &flow.Record{Payload: tt.data, Family: tt.family, Hook: flow.HookPostrouting,
+		rec := &flow.Record{Payload: tt.data, Family: tt.family,
 			CT: flow.Conntrack{Present: true, Info: flow.CTEstablishedReply}}
 		t.Run(tt.name, func(t *testing.T) { check(t, tt.name, rec, tt.want) })
 	}

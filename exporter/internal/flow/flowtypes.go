@@ -20,7 +20,6 @@ type Flow struct {
 	Bytes uint32
 	// NewConn marks the packet that opens a connection.
 	NewConn bool
-	Hook    Hook
 }
 
 // Endpoint is the identity of one side of a flow. Its strings are shared

@@ -33,15 +33,6 @@ type Conntrack struct {
 // direction.
 func (c *Conntrack) Reply() bool { return c.Info >= CTEstablishedReply }
 
-// Hook says where on the node a packet was seen.
-type Hook uint8
-
-// Hooks podflow logs from.
-const (
-	HookPostrouting Hook = iota
-	HookInput
-)
-
 // Record is one logged packet as capture hands it over: the first bytes
 // of its L3 header and what the kernel said about it. Payload points into
 // capture's read buffer and is valid only during the call that received it.
@@ -50,7 +41,6 @@ type Record struct {
 	// Family is the L3 protocol family from the NFLOG message
 	// (unix.AF_INET or unix.AF_INET6).
 	Family uint8
-	Hook   Hook
 	CT     Conntrack
 }
 
@@ -67,7 +57,6 @@ type Packet struct {
 	TCPFlags uint8
 	// ICMPType is the ICMP or ICMPv6 type; zero for other protocols.
 	ICMPType uint8
-	Hook     Hook
 	CT       Conntrack
 }
 

@@ -49,11 +49,11 @@ type Table struct {
 	// guards stats alone: Stats, called on every scrape and readiness
 	// check, never waits for netlink I/O. Take io before mu.
 	io        sync.Mutex
-	conn      *nftables.Conn // reads
-	own       *owner         // the socket that owns the table; nil before Install and after Delete
-	ownerless bool           // the kernel has no owner flag
-	mine      bool           // a table this Table installed may be in place: Delete deletes it
-	installed *state         // the table as read back after the last install
+	conn      *nftables.Conn    // reads
+	own       *owner            // the socket that owns the table; nil before Install and after Delete
+	ownerless bool              // the kernel has no owner flag
+	mine      bool              // a table this Table installed may be in place: Delete deletes it
+	installed *state            // the table as read back after the last install
 	lastSeen  map[string]uint64 // counter values at the last read since the last install
 
 	mu    sync.Mutex

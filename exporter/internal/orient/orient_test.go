@@ -22,7 +22,7 @@ func ct(info uint8, origSrc, origDst netip.Addr, sport, dport uint16) flow.Connt
 }
 
 func pkt(proto flow.Protocol, src netip.Addr, sport uint16, dst netip.Addr, dport uint16) flow.Packet {
-	return flow.Packet{Src: src, Dst: dst, SrcPort: sport, DstPort: dport, Proto: proto, Length: 60, Hook: flow.HookPostrouting}
+	return flow.Packet{Src: src, Dst: dst, SrcPort: sport, DstPort: dport, Proto: proto, Length: 60}
 }
 
 func with(p flow.Packet, f func(*flow.Packet)) flow.Packet { f(&p); return p }
@@ -203,7 +203,7 @@ func TestOrient(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			want := tt.want
-			want.Proto, want.Bytes, want.Hook = tt.p.Proto, tt.p.Length, tt.p.Hook
+			want.Proto, want.Bytes = tt.p.Proto, tt.p.Length
 			f := flow.Flow{Service: cluster, NewConn: true, Port: 9} // stale values must go
 			Orient(&tt.p, &f)
 			if f != want {
