@@ -21,7 +21,6 @@ import (
 	"github.com/podflow/podflow/exporter/internal/attribute"
 	"github.com/podflow/podflow/exporter/internal/capture"
 	"github.com/podflow/podflow/exporter/internal/identity"
-	"github.com/podflow/podflow/exporter/internal/networks"
 	"github.com/podflow/podflow/exporter/internal/pipeline"
 )
 
@@ -78,7 +77,7 @@ func consume(args []string) int {
 	var snap func() report
 	switch *mode {
 	case "podflow":
-		ids, err := identity.Parse([]byte(benchIdentities), (*networks.Table)(nil))
+		ids, err := identity.Parse([]byte(benchIdentities), nil)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "consume:", err)
 			return 1

@@ -19,7 +19,7 @@ func newKubeIdentity(_ context.Context, cfg *Config, logger *slog.Logger, forget
 	src, err := kube.New(&kube.Config{
 		PodCIDRs:      cfg.Kube.PodCIDRs,
 		ServiceCIDRs:  cfg.Kube.ServiceCIDRs,
-		Networks:      nets, // a nil table still classifies private and internet
+		Networks:      nets, // nil without a networks file: private and internet
 		Forget:        forget,
 		DeletionGrace: cfg.DeletionGrace,
 		PodLabels:     cfg.Labels.SourcePod || cfg.Labels.DestinationPod,

@@ -25,9 +25,6 @@ const (
 	LabelDestinationService = "destination_service"
 )
 
-// OptionalLabels lists the opt-in labels in exposition order.
-var OptionalLabels = []string{LabelSourcePod, LabelDestinationPod, LabelDestinationService}
-
 // Labels says which opt-in labels are enabled.
 type Labels struct {
 	SourcePod, DestinationPod, DestinationService bool

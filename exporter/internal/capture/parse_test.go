@@ -110,6 +110,12 @@ var ipv4UDP = []byte{
 	0x9c, 0x40, 0, 53, 0, 40, 0, 0,
 }
 
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(rec *flow.Record)
+
+// Handle calls f.
+func (f HandlerFunc) Handle(rec *flow.Record) { f(rec) }
+
 type recorder struct{ recs []flow.Record }
 
 func (r *recorder) Handle(rec *flow.Record) {

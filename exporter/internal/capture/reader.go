@@ -34,12 +34,6 @@ type Handler interface {
 	Handle(rec *flow.Record)
 }
 
-// HandlerFunc adapts a function to Handler.
-type HandlerFunc func(rec *flow.Record)
-
-// Handle calls f.
-func (f HandlerFunc) Handle(rec *flow.Record) { f(rec) }
-
 // Config says which group to read and how the kernel should batch it.
 // Zero fields other than Group and NetNS take DefaultConfig's values.
 type Config struct {

@@ -226,10 +226,3 @@ func (g Gatherers) Gather() ([]*dto.MetricFamily, error) {
 	flows, ferr := g.Flows.Gather()
 	return append(self, flows...), errors.Join(err, ferr)
 }
-
-// NewFlowRegistry returns the registry of the flow series.
-func NewFlowRegistry(flows *Flows) *prometheus.Registry {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(flows)
-	return reg
-}

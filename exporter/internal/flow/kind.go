@@ -53,9 +53,3 @@ func ParseKind(s string) (Kind, bool) {
 	}
 	return KindUnknown, false
 }
-
-// InCluster reports whether an endpoint of this kind lives in the cluster:
-// a pod of any owner kind, a node or a Service.
-func (k Kind) InCluster() bool {
-	return k != KindUnknown && k != KindNetwork && k < numKinds
-}

@@ -17,20 +17,16 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/podflow/podflow/exporter/internal/flow"
+	"github.com/podflow/podflow/exporter/internal/networks"
 )
 
-// Classifier names the network of an address outside the known
-// endpoints (*networks.Table).
-type Classifier interface {
-	Classify(netip.Addr) string
-}
-
-// Static resolves addresses from a fixed list of endpoints, then from a
-// Classifier. It is read-only after Load and safe for concurrent use.
+// Static resolves addresses from a fixed list of endpoints, then from the
+// networks table (nil: private or internet). It is read-only after Load
+// and safe for concurrent use.
 type Static struct {
 	exact    map[netip.Addr]flow.Endpoint
 	prefixes []prefixEndpoint // most specific first
-	networks Classifier
+	networks *networks.Table
 }
 
 type prefixEndpoint struct {
@@ -134,13 +130,14 @@ func (e *entry) UnmarshalYAML(n *yaml.Node) error {
 }
 
 // Load reads the identity file at path. Addresses not in it are
-// classified by networks (nil: every address not listed is a miss).
-func Load(path string, networks Classifier) (*Static, error) {
+// classified by nets: a named network, else private or internet (all a
+// nil table knows).
+func Load(path string, nets *networks.Table) (*Static, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("identity file: %w", err)
 	}
-	s, err := Parse(data, networks)
+	s, err := Parse(data, nets)
 	if err != nil {
 		return nil, fmt.Errorf("identity file %s: %w", path, err)
 	}
@@ -148,14 +145,14 @@ func Load(path string, networks Classifier) (*Static, error) {
 }
 
 // Parse builds a Static from the YAML in data.
-func Parse(data []byte, networks Classifier) (*Static, error) {
+func Parse(data []byte, nets *networks.Table) (*Static, error) {
 	var f file
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
 		return nil, err
 	}
-	s := &Static{exact: map[netip.Addr]flow.Endpoint{}, networks: networks}
+	s := &Static{exact: map[netip.Addr]flow.Endpoint{}, networks: nets}
 	seen := map[netip.Prefix]int{}
 	for _, e := range f.Endpoints {
 		if e.Workload == "" {
@@ -206,7 +203,7 @@ func (s *Static) Lookup(a netip.Addr) (flow.Endpoint, bool) {
 			return s.prefixes[i].ep, true
 		}
 	}
-	if s.networks == nil || !a.IsValid() {
+	if !a.IsValid() {
 		return flow.Endpoint{}, false
 	}
 	return flow.Endpoint{Workload: s.networks.Classify(a), Kind: flow.KindNetwork}, true

@@ -10,17 +10,8 @@ import (
 	"time"
 
 	"github.com/podflow/podflow/exporter/internal/flow"
+	"github.com/podflow/podflow/exporter/internal/networks"
 )
-
-// classifier stands in for *networks.Table.
-type classifier struct{}
-
-func (classifier) Classify(a netip.Addr) string {
-	if a.IsPrivate() {
-		return "private"
-	}
-	return "internet"
-}
 
 const sample = `# Identities of a plain host and its containers.
 endpoints:
@@ -50,7 +41,7 @@ endpoints:
 `
 
 func TestLookup(t *testing.T) {
-	s, err := Parse([]byte(sample), classifier{})
+	s, err := Parse([]byte(sample), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,9 +68,13 @@ func TestLookup(t *testing.T) {
 	if _, ok := s.Lookup(netip.Addr{}); ok {
 		t.Error("the zero address resolved")
 	}
-	noNetworks, _ := Parse([]byte(sample), nil)
-	if _, ok := noNetworks.Lookup(netip.MustParseAddr("10.9.9.9")); ok {
-		t.Error("an unlisted address resolved without networks")
+	corp, err := networks.New(map[string][]netip.Prefix{"corp": {netip.MustParsePrefix("10.9.0.0/16")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	withNetworks, _ := Parse([]byte(sample), corp)
+	if got, ok := withNetworks.Lookup(netip.MustParseAddr("10.9.9.9")); !ok || got != (flow.Endpoint{Workload: "corp", Kind: flow.KindNetwork}) {
+		t.Errorf("an unlisted address in a named network = %+v, %v; want corp", got, ok)
 	}
 }
 
@@ -138,7 +133,7 @@ func TestLoad(t *testing.T) {
 }
 
 func TestLookupAllocatesNothing(t *testing.T) {
-	s, _ := Parse([]byte(sample), classifier{})
+	s, _ := Parse([]byte(sample), nil)
 	addrs := []netip.Addr{netip.MustParseAddr("10.0.1.2"), netip.MustParseAddr("10.0.2.200"), netip.MustParseAddr("8.8.8.8")}
 	if n := testing.AllocsPerRun(1000, func() {
 		for _, a := range addrs {

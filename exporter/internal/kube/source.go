@@ -20,13 +20,8 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/podflow/podflow/exporter/internal/flow"
+	"github.com/podflow/podflow/exporter/internal/networks"
 )
-
-// Classifier names an address outside the cluster; *networks.Table is
-// one. A nil Classifier classifies private and internet only.
-type Classifier interface {
-	Classify(netip.Addr) string
-}
 
 // Config configures a Source.
 type Config struct {
@@ -34,8 +29,9 @@ type Config struct {
 	// address inside them that no object names is Unknown. Without
 	// PodCIDRs, the nodes' spec.podCIDRs are used.
 	PodCIDRs, ServiceCIDRs []netip.Prefix
-	// Networks names addresses outside the cluster.
-	Networks Classifier
+	// Networks names addresses outside the cluster; nil (no networks
+	// file) names them private or internet.
+	Networks *networks.Table
 	// Forget is called DeletionGrace after a pod (or Service, or node) is
 	// deleted, with the endpoint whose series must go. It is called from
 	// a timer goroutine.
@@ -63,9 +59,6 @@ const (
 
 var resourceNames = [numResources]string{"pods", "services", "nodes", "replicasets", "jobs"}
 
-// Resources lists the resource label values in Stats order.
-func Resources() []string { return resourceNames[:] }
-
 // ResourceStats is the health of one informer.
 type ResourceStats struct {
 	Resource string
@@ -74,7 +67,7 @@ type ResourceStats struct {
 	Errors uint64
 }
 
-// Stats is the health of every informer, in Resources order.
+// Stats is the health of every informer, in the order of the Res constants.
 type Stats struct {
 	Resources [numResources]ResourceStats
 }
@@ -269,30 +262,7 @@ func (s *Source) Lookup(a netip.Addr) (flow.Endpoint, bool) {
 	return flow.Endpoint{Kind: flow.KindNetwork, Workload: s.classify(a)}, true
 }
 
-func (s *Source) classify(a netip.Addr) string {
-	if s.cfg.Networks != nil {
-		return s.cfg.Networks.Classify(a)
-	}
-	return classifyDefault(a)
-}
-
-var privatePrefixes = []netip.Prefix{
-	netip.MustParsePrefix("10.0.0.0/8"),
-	netip.MustParsePrefix("172.16.0.0/12"),
-	netip.MustParsePrefix("192.168.0.0/16"),
-	netip.MustParsePrefix("100.64.0.0/10"),
-	netip.MustParsePrefix("fc00::/7"),
-}
-
-// classifyDefault is the classification without a networks file.
-func classifyDefault(a netip.Addr) string {
-	for _, p := range privatePrefixes {
-		if p.Contains(a) {
-			return "private"
-		}
-	}
-	return "internet"
-}
+func (s *Source) classify(a netip.Addr) string { return s.cfg.Networks.Classify(a) }
 
 func (s *Source) onPod(obj any) {
 	p, ok := obj.(*podInfo)

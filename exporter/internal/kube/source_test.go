@@ -10,6 +10,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/podflow/podflow/exporter/internal/flow"
+	"github.com/podflow/podflow/exporter/internal/networks"
 )
 
 func TestOwnerChains(t *testing.T) {
@@ -171,19 +172,11 @@ func TestDualStack(t *testing.T) {
 	c.expect("fd00:10:96::a", flow.Endpoint{Kind: flow.KindNetwork, Workload: "private"}, true)
 }
 
-type fakeNetworks map[netip.Prefix]string
-
-func (n fakeNetworks) Classify(a netip.Addr) string {
-	for p, name := range n {
-		if p.Contains(a) {
-			return name
-		}
-	}
-	return "internet"
-}
-
 func TestClusterCIDRs(t *testing.T) {
-	nets := fakeNetworks{netip.MustParsePrefix("172.16.0.0/12"): "corp"}
+	nets, err := networks.New(map[string][]netip.Prefix{"corp": {netip.MustParsePrefix("172.16.0.0/12")}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Run("discovered from nodes", func(t *testing.T) {
 		c := newCluster(t, Config{ServiceCIDRs: []netip.Prefix{netip.MustParsePrefix("10.96.0.0/12")}, Networks: nets},
 			node("n1", []string{"10.244.1.0/24", "fd00:10:244:1::/64"}, "192.168.0.1"),
@@ -191,7 +184,7 @@ func TestClusterCIDRs(t *testing.T) {
 		c.expect("10.244.1.99", flow.Endpoint{Node: "n1"}, false)
 		c.expect("fd00:10:244:1::99", flow.Endpoint{Node: "n1"}, false)
 		c.expect("10.96.0.99", flow.Endpoint{}, false)
-		c.expect("10.244.2.99", flow.Endpoint{Kind: flow.KindNetwork, Workload: "internet"}, true)
+		c.expect("10.244.2.99", flow.Endpoint{Kind: flow.KindNetwork, Workload: "private"}, true)
 		c.expect("172.20.0.1", flow.Endpoint{Kind: flow.KindNetwork, Workload: "corp"}, true)
 		c.expect("203.0.113.7", flow.Endpoint{Kind: flow.KindNetwork, Workload: "internet"}, true)
 
@@ -202,7 +195,7 @@ func TestClusterCIDRs(t *testing.T) {
 		if err := c.core.CoreV1().Nodes().Delete(ctx, "n1", metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		c.expect("10.244.1.99", flow.Endpoint{Kind: flow.KindNetwork, Workload: "internet"}, true)
+		c.expect("10.244.1.99", flow.Endpoint{Kind: flow.KindNetwork, Workload: "private"}, true)
 	})
 	t.Run("given", func(t *testing.T) {
 		c := newCluster(t, Config{PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00:10::/48")}},
@@ -216,5 +209,8 @@ func TestClusterCIDRs(t *testing.T) {
 		c.expect("192.168.100.7", flow.Endpoint{Kind: flow.KindNetwork, Workload: "private"}, true)
 		c.expect("fd12::1", flow.Endpoint{Kind: flow.KindNetwork, Workload: "private"}, true)
 		c.expect("2001:db8::1", flow.Endpoint{Kind: flow.KindNetwork, Workload: "internet"}, true)
+		// The same private space as with a networks file: link-local
+		// (the cloud metadata address) included.
+		c.expect("169.254.169.254", flow.Endpoint{Kind: flow.KindNetwork, Workload: "private"}, true)
 	})
 }
