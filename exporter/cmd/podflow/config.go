@@ -70,18 +70,20 @@ func newApp(cfg *Config) *kingpin.Application {
 	cfg.Log = promslog.Config{}
 	promslogflag.AddFlags(app, &cfg.Log)
 
-	app.Flag("nflog.group", "NFLOG group the nftables rules log to and podflow reads.").Default("100").Uint16Var(&cfg.Capture.Group)
-	app.Flag("nflog.snaplen", "Bytes of each packet the kernel copies, from the L3 header (headers only).").Default("128").Uint32Var(&cfg.Capture.SnapLen)
-	app.Flag("nflog.queue-threshold", "Packets the kernel batches into one netlink message.").Default("16").Uint16Var(&cfg.nflogQueueThreshold)
-	app.Flag("nflog.buffer-size", "The kernel's NFLOG batch buffer (at most 128KiB).").Default("128KiB").BytesVar(&cfg.nflogBufferSize)
-	app.Flag("nflog.flush-timeout", "How long the kernel holds a partial batch.").Default("100ms").DurationVar(&cfg.Capture.FlushTimeout)
-	app.Flag("nflog.read-buffer", "Receive buffer of the NFLOG socket.").Default("8MiB").BytesVar(&cfg.nflogReadBuffer)
-	app.Flag("capture.sample-rate", "Log one packet in N in the kernel; counters are scaled by N.").Default("1").Uint32Var(&cfg.Nftables.SampleRate)
+	// Every default comes from the package that uses the setting.
+	nflog, table := capture.DefaultConfig(), nft.DefaultConfig()
+	app.Flag("nflog.group", "NFLOG group the nftables rules log to and podflow reads.").Default(fmt.Sprint(table.Group)).Uint16Var(&cfg.Capture.Group)
+	app.Flag("nflog.snaplen", "Bytes of each packet the kernel copies, from the L3 header (headers only).").Default(fmt.Sprint(table.SnapLen)).Uint32Var(&cfg.Capture.SnapLen)
+	app.Flag("nflog.queue-threshold", "Packets the kernel batches into one netlink message.").Default(fmt.Sprint(table.QueueThreshold)).Uint16Var(&cfg.nflogQueueThreshold)
+	app.Flag("nflog.buffer-size", "The kernel's NFLOG batch buffer (at most 128KiB).").Default(units.Base2Bytes(nflog.BufferSize).String()).BytesVar(&cfg.nflogBufferSize)
+	app.Flag("nflog.flush-timeout", "How long the kernel holds a partial batch.").Default(nflog.FlushTimeout.String()).DurationVar(&cfg.Capture.FlushTimeout)
+	app.Flag("nflog.read-buffer", "Receive buffer of the NFLOG socket.").Default(units.Base2Bytes(nflog.ReadBuffer).String()).BytesVar(&cfg.nflogReadBuffer)
+	app.Flag("capture.sample-rate", "Log one packet in N in the kernel; counters are scaled by N.").Default(fmt.Sprint(table.SampleRate)).Uint32Var(&cfg.Nftables.SampleRate)
 	app.Flag("capture.overlay", "Encapsulation between nodes excluded from the pair counters (repeatable): [name=]udp:PORT, tcp:PORT, proto:N or vxlan, geneve, wireguard, ipip, sit, gre, esp.").
-		Default("udp:4789", "udp:8472", "udp:6081", "udp:51820", "ipip", "esp").StringsVar(&cfg.overlays)
+		Default(nft.DefaultOverlaySpecs()...).StringsVar(&cfg.overlays)
 	app.Flag("capture.queue-size", "Batches of 64 packets that may wait between the reader and the aggregator; beyond, batches are dropped and counted.").
 		Default(fmt.Sprint(pipeline.DefaultQueueSize)).IntVar(&cfg.QueueSize)
-	app.Flag("nftables.resync-interval", "How often the nftables table is checked and rebuilt if changed or missing.").Default("30s").DurationVar(&cfg.ResyncInterval)
+	app.Flag("nftables.resync-interval", "How often the nftables table is checked and rebuilt if changed or missing.").Default(nft.DefaultResyncInterval.String()).DurationVar(&cfg.ResyncInterval)
 	app.Flag("metrics.max-series", "Cap on flow series; packets of new series beyond it are dropped and counted (0: no cap).").Default("100000").IntVar(&cfg.MaxSeries)
 	app.Flag("metrics.idle-timeout", "Remove a flow series after this long without a packet (0: never).").Default("10m").DurationVar(&cfg.IdleTimeout)
 	app.Flag("metrics.deletion-grace", "Remove the series of a deleted pod, Service or node after this long.").Default("1m").DurationVar(&cfg.DeletionGrace)

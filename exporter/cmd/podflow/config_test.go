@@ -2,11 +2,17 @@ package main
 
 import (
 	"net/netip"
+	"os"
+	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/podflow/podflow/exporter/internal/attribute"
+	"github.com/podflow/podflow/exporter/internal/capture"
+	"github.com/podflow/podflow/exporter/internal/nft"
+	"github.com/podflow/podflow/exporter/internal/pipeline"
 )
 
 func TestDefaults(t *testing.T) {
@@ -41,6 +47,60 @@ func TestDefaults(t *testing.T) {
 	for _, c := range checks {
 		if c.got != c.want {
 			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+		}
+	}
+}
+
+// TestDefaultsComeFromThePackages checks that the flags take their
+// defaults from the packages that use the settings, so that a default is
+// written once.
+func TestDefaultsComeFromThePackages(t *testing.T) {
+	t.Setenv("NODE_NAME", "node-a")
+	cfg, err := parseConfig(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nflog := capture.DefaultConfig()
+	nflog.MaxBackoff, nflog.BindTimeout = 0, 0 // not flags
+	got := cfg.Capture
+	got.MaxBackoff, got.BindTimeout = 0, 0
+	if got != nflog {
+		t.Errorf("capture config from the flags' defaults = %+v, want capture.DefaultConfig() %+v", got, nflog)
+	}
+	if table := nft.DefaultConfig(); !reflect.DeepEqual(cfg.Nftables, table) {
+		t.Errorf("nftables config from the flags' defaults = %+v, want nft.DefaultConfig() %+v", cfg.Nftables, table)
+	}
+	if cfg.ResyncInterval != nft.DefaultResyncInterval || cfg.QueueSize != pipeline.DefaultQueueSize {
+		t.Errorf("resync %v, queue size %d: want the packages' defaults", cfg.ResyncInterval, cfg.QueueSize)
+	}
+}
+
+// TestReadmeListsTheDefaults checks the configuration table of README.md
+// against the flags: every flag is listed, with the default it has.
+func TestReadmeListsTheDefaults(t *testing.T) {
+	readme, err := os.ReadFile("../../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]string{} // flag name to its default cell
+	for _, m := range regexp.MustCompile("(?m)^\\| `--([a-z.-]+)` \\|([^|]*)\\|").FindAllStringSubmatch(string(readme), -1) {
+		rows[m[1]] = strings.TrimSpace(m[2])
+	}
+	app := newApp(&Config{})
+	for _, f := range app.Model().Flags {
+		if f.Hidden || f.Name == "help" {
+			continue
+		}
+		cell, ok := rows[f.Name]
+		if !ok {
+			t.Errorf("README.md does not list --%s", f.Name)
+			continue
+		}
+		if len(f.Default) == 0 || f.Envar != "" {
+			continue // documented in words ("nodes' spec.podCIDRs", "$NODE_NAME")
+		}
+		if got, want := strings.ReplaceAll(cell, "`", ""), strings.Join(f.Default, ", "); got != want {
+			t.Errorf("README.md gives --%s the default %q, the flag has %q", f.Name, got, want)
 		}
 	}
 }

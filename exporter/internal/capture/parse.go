@@ -5,6 +5,7 @@ import (
 	"net/netip"
 
 	"github.com/podflow/podflow/exporter/internal/flow"
+	"github.com/podflow/podflow/exporter/internal/nft"
 )
 
 // Netlink, nfnetlink_log and ctnetlink constants from the kernel's UAPI
@@ -200,11 +201,11 @@ func prefixState(v []byte) uint8 {
 		return noState
 	}
 	switch v[0] {
-	case 'n':
+	case nft.PrefixNew[0]:
 		return flow.CTNew
-	case 'o':
+	case nft.PrefixOriginal[0]:
 		return flow.CTEstablished
-	case 'r':
+	case nft.PrefixReply[0]:
 		return flow.CTEstablishedReply
 	}
 	return noState

@@ -26,6 +26,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/podflow/podflow/exporter/internal/flow"
+	"github.com/podflow/podflow/exporter/internal/nft"
 )
 
 // Handler receives each logged packet. It runs on the reader's goroutine
@@ -67,12 +68,14 @@ type Config struct {
 
 const maxNlBufSiz = 128 << 10 // the kernel clamps NFULNL_CFG_NLBUFSIZ to this
 
-// DefaultConfig returns the defaults of the --nflog.* flags.
+// DefaultConfig returns the defaults of the --nflog.* flags. The group,
+// snaplen and queue threshold are the table's (nft), which logs to the
+// group.
 func DefaultConfig() Config {
 	return Config{
-		Group:          100,
-		SnapLen:        128,
-		QueueThreshold: 16,
+		Group:          nft.DefaultGroup,
+		SnapLen:        nft.DefaultSnapLen,
+		QueueThreshold: nft.DefaultQueueThreshold,
 		BufferSize:     maxNlBufSiz,
 		FlushTimeout:   100 * time.Millisecond,
 		ReadBuffer:     8 << 20,
@@ -112,8 +115,8 @@ func (c *Config) withDefaults() Config {
 func (c *Config) Validate() error {
 	v := c.withDefaults()
 	switch {
-	case v.SnapLen < 48 || v.SnapLen > 65535:
-		return fmt.Errorf("nflog snaplen %d: want 48 to 65535 bytes", v.SnapLen)
+	case v.SnapLen < nft.MinSnapLen || v.SnapLen > nft.MaxSnapLen:
+		return fmt.Errorf("nflog snaplen %d: want %d to %d bytes", v.SnapLen, nft.MinSnapLen, nft.MaxSnapLen)
 	case v.BufferSize < 4096 || v.BufferSize > maxNlBufSiz:
 		return fmt.Errorf("nflog buffer size %d: want 4096 to %d bytes (the kernel's limit)", v.BufferSize, maxNlBufSiz)
 	case v.FlushTimeout < 10*time.Millisecond || v.FlushTimeout > time.Minute:

@@ -5,20 +5,37 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 )
+
+// The defaults of the flags that shape the table, and the snaplen's
+// bounds: the one source that the command's flags and the capture
+// package's defaults take them from.
+const (
+	DefaultGroup          = 100
+	DefaultSnapLen        = 128 // headers only
+	DefaultQueueThreshold = 16
+	DefaultResyncInterval = 30 * time.Second
+	MinSnapLen            = 48 // an IPv6 header and the ports behind it
+	MaxSnapLen            = 65535
+)
+
+// DefaultOverlaySpecs returns the defaults of --capture.overlay: the
+// encapsulations CNIs use between nodes, VXLAN (IANA port and flannel's),
+// Geneve, WireGuard, IP-in-IP and ESP.
+func DefaultOverlaySpecs() []string {
+	return []string{"udp:4789", "udp:8472", "udp:6081", "udp:51820", "ipip", "esp"}
+}
 
 // IP protocol numbers of the encapsulations podflow knows by name.
 const (
-	protoIPIP   = 4
-	protoTCP    = 6
-	protoUDP    = 17
-	protoIPv6   = 41
-	protoGRE    = 47
-	protoESP    = 50
-	maxNameLen  = 32
-	minSnapLen  = 48 // an IPv6 header and the ports behind it
-	maxSnapLen  = 65535
-	defaultSnap = 128
+	protoIPIP  = 4
+	protoTCP   = 6
+	protoUDP   = 17
+	protoIPv6  = 41
+	protoGRE   = 47
+	protoESP   = 50
+	maxNameLen = 32
 )
 
 // Config is what the table logs and what it leaves out.
@@ -64,10 +81,9 @@ func (o Overlay) String() string {
 	return o.Name + "=" + spec
 }
 
-// DefaultOverlays are the encapsulations CNIs use between nodes: VXLAN
-// (IANA port and flannel's), Geneve, WireGuard, IP-in-IP and ESP.
+// DefaultOverlays returns DefaultOverlaySpecs parsed.
 func DefaultOverlays() []Overlay {
-	specs := []string{"udp:4789", "udp:8472", "udp:6081", "udp:51820", "ipip", "esp"}
+	specs := DefaultOverlaySpecs()
 	out := make([]Overlay, len(specs))
 	for i, s := range specs {
 		o, err := ParseOverlay(s)
@@ -82,9 +98,9 @@ func DefaultOverlays() []Overlay {
 // DefaultConfig returns the defaults of the flags.
 func DefaultConfig() Config {
 	return Config{
-		Group:          100,
-		SnapLen:        defaultSnap,
-		QueueThreshold: 16,
+		Group:          DefaultGroup,
+		SnapLen:        DefaultSnapLen,
+		QueueThreshold: DefaultQueueThreshold,
 		SampleRate:     1,
 		Overlays:       DefaultOverlays(),
 	}
@@ -194,8 +210,8 @@ func validName(name string) error {
 // Validate reports the first setting the kernel would refuse or that would
 // make the table log nothing useful.
 func (c *Config) Validate() error {
-	if c.SnapLen < minSnapLen || c.SnapLen > maxSnapLen {
-		return fmt.Errorf("snaplen %d: want %d to %d bytes (an IPv6 header and ports need %d)", c.SnapLen, minSnapLen, maxSnapLen, minSnapLen)
+	if c.SnapLen < MinSnapLen || c.SnapLen > MaxSnapLen {
+		return fmt.Errorf("snaplen %d: want %d to %d bytes (an IPv6 header and ports need %d)", c.SnapLen, MinSnapLen, MaxSnapLen, MinSnapLen)
 	}
 	if c.QueueThreshold == 0 {
 		return errors.New("queue threshold must be at least 1")

@@ -256,7 +256,7 @@ func (t *Table) Delete() error {
 // expected to have run first; Run does not delete the table on return.
 func (t *Table) Run(ctx context.Context, interval time.Duration) {
 	if interval <= 0 {
-		interval = 30 * time.Second
+		interval = DefaultResyncInterval
 	}
 	resync := time.NewTicker(interval)
 	defer resync.Stop()
