@@ -3,14 +3,17 @@ package pipeline
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
 	"github.com/podflow/podflow/exporter/internal/aggregate"
 	"github.com/podflow/podflow/exporter/internal/attribute"
+	"github.com/podflow/podflow/exporter/internal/collector"
 	"github.com/podflow/podflow/exporter/internal/decode"
 	"github.com/podflow/podflow/exporter/internal/flow"
 )
@@ -202,5 +205,49 @@ func TestDropsUntilSynced(t *testing.T) {
 	p.Drain()
 	if s := tab.Snapshot(nil); len(s) != 1 || s[0].Packets[flow.Original] != 1 {
 		t.Fatalf("after sync: %+v", s)
+	}
+}
+
+// TestUnnamedProtocolsShareOneSeries sends GRE and IPv6-in-IPv4 between
+// the same endpoints: both show protocol="other", so they must be one
+// series, and the scrape podflow serves must pass the pedantic registry's
+// checks (two series with one label set fail the whole scrape).
+func TestUnnamedProtocolsShareOneSeries(t *testing.T) {
+	p, tab := newPipeline(t, Config{})
+	for _, proto := range []byte{47, 41, 47} {
+		b := udp4(client, server, 0, 0, 100)[:20]
+		b[9] = proto
+		p.Handle(&flow.Record{Payload: b, Family: unix.AF_INET})
+	}
+	p.Drain()
+
+	flows := collector.NewFlows(tab, attribute.Labels{})
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(flows)
+	if _, err := reg.Gather(); err != nil {
+		t.Fatalf("pedantic registry: %v", err)
+	}
+	// The production scrape path skips the registry's checks: it must
+	// agree with the checked one on its own.
+	mfs, err := collector.Gatherers{Flows: flows, Self: prometheus.NewRegistry()}.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	packets := 0.0
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			id := mf.GetName() + fmt.Sprint(m.GetLabel())
+			if seen[id] {
+				t.Errorf("two samples with one label set: %s", id)
+			}
+			seen[id] = true
+			if mf.GetName() == "podflow_packets_total" {
+				packets += m.GetCounter().GetValue()
+			}
+		}
+	}
+	if packets != 3 || tab.Len() != 1 {
+		t.Errorf("%v packets in %d series, want 3 in 1", packets, tab.Len())
 	}
 }
