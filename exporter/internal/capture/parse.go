@@ -23,6 +23,8 @@ const (
 	msgConfig    = nfnlSubsysUL<<8 | 1
 
 	nfulaPacketHdr = 1
+	nfulaIfInDev   = 4
+	nfulaIfOutDev  = 5
 	nfulaPayload   = 9
 	nfulaPrefix    = 10
 	nfulaSeq       = 12
@@ -126,6 +128,14 @@ func (p *parser) packet(msg []byte, h Handler) {
 		case nfulaPacketHdr:
 			if len(v) >= 3 && v[2] == hookLocalIn {
 				rec.Hook = flow.HookInput
+			}
+		case nfulaIfInDev:
+			if len(v) >= 4 {
+				rec.InIf = binary.BigEndian.Uint32(v)
+			}
+		case nfulaIfOutDev:
+			if len(v) >= 4 {
+				rec.OutIf = binary.BigEndian.Uint32(v)
 			}
 		case nfulaPayload:
 			rec.Payload = v

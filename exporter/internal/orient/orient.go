@@ -54,7 +54,7 @@ const (
 
 // Orient fills f from p, overwriting all of f.
 func Orient(p *flow.Packet, f *flow.Flow) {
-	*f = flow.Flow{Proto: p.Proto, Bytes: p.Length, Hook: p.Hook}
+	*f = flow.Flow{Proto: p.Proto, Bytes: p.Length, Packets: 1, Hook: p.Hook}
 	if ct := &p.CT; ct.Present && ct.Info <= flow.CTRelatedReply {
 		orientAs(p, f, ct.Reply())
 		f.NewConn = ct.Info == flow.CTNew

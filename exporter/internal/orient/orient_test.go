@@ -195,7 +195,7 @@ func TestOrient(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			want := tt.want
-			want.Proto, want.Bytes, want.Hook = tt.p.Proto, tt.p.Length, tt.p.Hook
+			want.Proto, want.Bytes, want.Packets, want.Hook = tt.p.Proto, tt.p.Length, 1, tt.p.Hook
 			f := flow.Flow{Service: cluster, NewConn: true, Port: 9} // stale values must go
 			Orient(&tt.p, &f)
 			if f != want {
