@@ -89,6 +89,9 @@ func (e *Env) StartPrometheus(ctx context.Context, o PrometheusOptions) (*Promet
 		"--storage.tsdb.retention.time=60d",
 		"--web.listen-address=" + p.Addr,
 		"--web.enable-lifecycle",
+		// Flow counters that come back after an idle eviction start from
+		// zero at their created timestamp (docs/operations.md).
+		"--enable-feature=created-timestamp-zero-ingestion",
 		"--log.level=error",
 	}
 	e.Prom = p

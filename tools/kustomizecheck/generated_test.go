@@ -400,6 +400,10 @@ func TestScrapeConfig(t *testing.T) {
 	if len(cfg.ScrapeConfigs) != 1 || cfg.ScrapeConfigs[0].JobName != "podflow" {
 		t.Fatalf("want one job named podflow, got %d", len(cfg.ScrapeConfigs))
 	}
+	// Protobuf carries the flow counters' created timestamps.
+	if sp := cfg.ScrapeConfigs[0].ScrapeProtocols; len(sp) == 0 || sp[0] != promconfig.PrometheusProto {
+		t.Errorf("the scrape job's protocols %v do not prefer PrometheusProto", sp)
+	}
 	ds, _ := daemonSet(t, b)
 	for k, v := range ds.Spec.Template.Labels {
 		if strings.HasPrefix(k, "app.kubernetes.io/") && !strings.Contains(sc, k+"="+v) && k != "app.kubernetes.io/part-of" {

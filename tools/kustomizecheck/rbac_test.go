@@ -127,8 +127,9 @@ type podMonitor struct {
 		Labels    map[string]string `json:"labels"`
 	} `json:"metadata"`
 	Spec struct {
-		JobLabel string `json:"jobLabel"`
-		Selector struct {
+		JobLabel        string   `json:"jobLabel"`
+		ScrapeProtocols []string `json:"scrapeProtocols"`
+		Selector        struct {
 			MatchLabels map[string]string `json:"matchLabels"`
 		} `json:"selector"`
 		NamespaceSelector *struct {
@@ -170,6 +171,10 @@ func checkPodMonitor(t *testing.T, b build, o object, podLabels labels.Set) {
 	// The job label must read "podflow", the job the rules select.
 	if pm.Spec.JobLabel == "" || podLabels[pm.Spec.JobLabel] != "podflow" {
 		t.Errorf("%s: PodMonitor jobLabel %q does not yield job=podflow", b.Name, pm.Spec.JobLabel)
+	}
+	// Protobuf carries the flow counters' created timestamps.
+	if len(pm.Spec.ScrapeProtocols) == 0 || pm.Spec.ScrapeProtocols[0] != "PrometheusProto" {
+		t.Errorf("%s: PodMonitor scrapeProtocols %v do not prefer PrometheusProto", b.Name, pm.Spec.ScrapeProtocols)
 	}
 	if len(pm.Spec.PodMetricsEndpoints) != 1 {
 		t.Fatalf("%s: PodMonitor endpoints %d", b.Name, len(pm.Spec.PodMetricsEndpoints))

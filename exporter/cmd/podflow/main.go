@@ -26,6 +26,7 @@ import (
 	"github.com/podflow/podflow/exporter/internal/collector"
 	"github.com/podflow/podflow/exporter/internal/flow"
 	"github.com/podflow/podflow/exporter/internal/nft"
+	"github.com/podflow/podflow/exporter/internal/offload"
 	"github.com/podflow/podflow/exporter/internal/pipeline"
 )
 
@@ -81,10 +82,15 @@ func run(args []string) int {
 	}
 
 	attr := attribute.New(ident, attribute.Config{Node: cfg.Kube.NodeName, Labels: cfg.Labels})
+	links := offload.NewLinks()
+	if err := links.Refresh(); err != nil {
+		logger.Warn("cannot read the interfaces' MTUs; offload super-packets count as one packet until they can be read", "err", err)
+	}
 	pipe := pipeline.New(pipeline.Config{
 		QueueSize:     cfg.QueueSize,
 		SampleRate:    cfg.Nftables.SampleRate,
 		EvictInterval: evictInterval(cfg.IdleTimeout),
+		MTUs:          links,
 		Synced:        ident.Synced,
 	}, attr, table)
 	reader := capture.New(cfg.Capture, logger)
@@ -143,6 +149,10 @@ func run(args []string) int {
 		nftTable.Run(gctx, cfg.ResyncInterval)
 		return nil
 	})
+	g.Go(func() error {
+		links.Run(gctx, linksRefresh, func(err error) { logger.Debug("cannot refresh the interfaces' MTUs", "err", err) })
+		return nil
+	})
 	for _, l := range listeners {
 		g.Go(func() error {
 			if err := web.Serve(l, srv, cfg.Web, logger); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -180,6 +190,10 @@ func run(args []string) int {
 	logger.Info("podflow stopped")
 	return 0
 }
+
+// linksRefresh is how often the interfaces' MTUs are read again; a
+// packet on an interface not read yet asks for a refresh sooner.
+const linksRefresh = time.Minute
 
 // listen opens the listeners first, so that a port in use fails the start
 // before the table is installed.

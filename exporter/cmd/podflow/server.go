@@ -31,6 +31,13 @@ func newHandler(logger *slog.Logger, flows *collector.Flows, self *prometheus.Re
 		ErrorHandling:       promhttp.ContinueOnError,
 		MaxRequestsInFlight: 4,
 		Timeout:             time.Minute,
+		// Prometheus negotiates OpenMetrics first and, with created
+		// timestamp ingestion on, protobuf: both carry the flow counters'
+		// created timestamps that way (docs/operations.md). The created
+		// timestamps are not written as OpenMetrics _created lines: a
+		// Prometheus without created timestamp ingestion would store each
+		// as one more series per counter.
+		EnableOpenMetrics: true,
 	})
 	mux.Handle("/metrics", promhttp.InstrumentMetricHandler(self, metrics))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {

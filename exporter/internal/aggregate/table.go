@@ -29,12 +29,14 @@ type Series struct {
 	Created int64
 }
 
-// Update is one packet's contribution, as the batch API takes it.
+// Update is one logged packet's contribution, as the batch API takes it:
+// Packets wire packets (more than one for a segmentation offload
+// super-packet) of Bytes bytes in all.
 type Update struct {
-	Key     flow.Key
-	Dir     flow.Direction
-	Bytes   uint32
-	NewConn bool
+	Key            flow.Key
+	Dir            flow.Direction
+	Bytes, Packets uint32
+	NewConn        bool
 }
 
 // Config sets the table's limits.
@@ -94,7 +96,7 @@ func New(cfg Config) *Table {
 func (t *Table) Add(key flow.Key, dir flow.Direction, bytes uint32, newConn bool, scale uint32) { //nolint:gocritic // by value for callers' convenience; the packet path uses AddBatch
 	now := t.cfg.Now().UnixNano()
 	t.mu.Lock()
-	t.add(now, &key, dir, bytes, newConn, scaleOf(scale))
+	t.add(now, &key, dir, bytes, 1, newConn, scaleOf(scale))
 	t.mu.Unlock()
 }
 
@@ -105,7 +107,7 @@ func (t *Table) AddBatch(now time.Time, ups []Update, scale uint32) {
 	t.mu.Lock()
 	for i := range ups {
 		u := &ups[i]
-		t.add(ns, &u.Key, u.Dir, u.Bytes, u.NewConn, s)
+		t.add(ns, &u.Key, u.Dir, u.Bytes, u.Packets, u.NewConn, s)
 	}
 	t.mu.Unlock()
 }
@@ -118,11 +120,11 @@ func scaleOf(scale uint32) uint64 {
 }
 
 // add must be called with t.mu held.
-func (t *Table) add(now int64, key *flow.Key, dir flow.Direction, bytes uint32, newConn bool, scale uint64) {
+func (t *Table) add(now int64, key *flow.Key, dir flow.Direction, bytes, packets uint32, newConn bool, scale uint64) {
 	e, ok := t.series[*key]
 	if !ok {
 		if t.cfg.MaxSeries > 0 && len(t.series) >= t.cfg.MaxSeries {
-			t.dropped.Add(scale)
+			t.dropped.Add(uint64(packets) * scale)
 			return
 		}
 		e = &entry{created: now}
@@ -131,7 +133,7 @@ func (t *Table) add(now int64, key *flow.Key, dir flow.Direction, bytes uint32, 
 	}
 	d := dir & 1
 	e.Bytes[d] += uint64(bytes) * scale
-	e.Packets[d] += scale
+	e.Packets[d] += uint64(packets) * scale
 	if newConn {
 		e.Connections += scale
 	}

@@ -71,11 +71,12 @@ func TestAddScalesBySampleRate(t *testing.T) {
 	tab := New(Config{Now: newClock().Now})
 	k := key(frontend, cart, 8080, false)
 	tab.AddBatch(time.Unix(1, 0), []Update{
-		{Key: k, Dir: flow.Original, Bytes: 100, NewConn: true},
-		{Key: k, Dir: flow.Reply, Bytes: 40},
+		{Key: k, Dir: flow.Original, Bytes: 100, Packets: 1, NewConn: true},
+		// A super-packet of three segments.
+		{Key: k, Dir: flow.Reply, Bytes: 40, Packets: 3},
 	}, 10)
 	got := snapshotMap(tab)[k].Counters
-	want := Counters{Bytes: [2]uint64{1000, 400}, Packets: [2]uint64{10, 10}, Connections: 10}
+	want := Counters{Bytes: [2]uint64{1000, 400}, Packets: [2]uint64{10, 30}, Connections: 10}
 	if got != want {
 		t.Fatalf("counters = %+v, want %+v", got, want)
 	}
@@ -106,9 +107,9 @@ func TestProjectedKeysNeverCollide(t *testing.T) {
 func TestSeriesCapDropsScaledPackets(t *testing.T) {
 	tab := New(Config{MaxSeries: 1, Now: newClock().Now})
 	ups := []Update{
-		{Key: key(frontend, cart, 1000, false), Dir: flow.Original, Bytes: 100},
-		{Key: key(frontend, cart, 1001, false), Dir: flow.Original, Bytes: 100},
-		{Key: key(frontend, cart, 1002, false), Dir: flow.Reply, Bytes: 100},
+		{Key: key(frontend, cart, 1000, false), Dir: flow.Original, Bytes: 100, Packets: 1},
+		{Key: key(frontend, cart, 1001, false), Dir: flow.Original, Bytes: 100, Packets: 1},
+		{Key: key(frontend, cart, 1002, false), Dir: flow.Reply, Bytes: 100, Packets: 1},
 	}
 	tab.AddBatch(time.Unix(0, 0), ups, 10)
 	if st := tab.Stats(); st.Dropped != 20 {
@@ -308,7 +309,7 @@ func TestConcurrentAddSnapshotForget(t *testing.T) {
 	})
 	ups := make([]Update, 64)
 	for i := range ups {
-		ups[i] = Update{Key: key(frontend, cart, uint16(i), i%2 == 0), Bytes: 10}
+		ups[i] = Update{Key: key(frontend, cart, uint16(i), i%2 == 0), Bytes: 10, Packets: 1}
 	}
 	for range 200 {
 		tab.AddBatch(time.Now(), ups, 1)
@@ -338,7 +339,7 @@ func TestAddAllocatesNothingInSteadyState(t *testing.T) {
 	}
 	ups := make([]Update, 64)
 	for j := range ups {
-		ups[j] = Update{Key: keys[j], Bytes: 100}
+		ups[j] = Update{Key: keys[j], Bytes: 100, Packets: 1}
 	}
 	now := time.Unix(2, 0)
 	if n := testing.AllocsPerRun(100, func() { tab.AddBatch(now, ups, 1) }); n != 0 {
@@ -373,7 +374,7 @@ func BenchmarkAdd(b *testing.B) {
 	j := 0
 	for i := 0; i < b.N; i += len(ups) {
 		for u := range ups {
-			ups[u] = Update{Key: keys[j%len(keys)], Dir: flow.Direction(j & 1), Bytes: 100}
+			ups[u] = Update{Key: keys[j%len(keys)], Dir: flow.Direction(j & 1), Bytes: 100, Packets: 1}
 			j += 7919
 		}
 		tab.AddBatch(now, ups, 1)

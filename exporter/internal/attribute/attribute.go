@@ -136,15 +136,20 @@ func (a *Attributor) Attribute(f *flow.Flow, k *flow.Key) bool {
 		return false
 	}
 
+	// Every field is projected to its label value (flow.Key).
+	proto, port := f.Proto.Label(), f.Port
+	if !proto.HasPorts() {
+		port = 0
+	}
 	*k = flow.Key{
 		SrcNamespace: namespace(&src),
 		SrcWorkload:  src.Workload,
-		SrcKind:      src.Kind,
+		SrcKind:      src.Kind.Label(),
 		DstNamespace: namespace(&dst),
 		DstWorkload:  dst.Workload,
-		DstKind:      dst.Kind,
-		DstPort:      f.Port,
-		Proto:        f.Proto,
+		DstKind:      dst.Kind.Label(),
+		DstPort:      port,
+		Proto:        proto,
 	}
 	if a.labels.SourcePod {
 		k.SrcPod = src.Pod

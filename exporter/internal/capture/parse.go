@@ -23,11 +23,13 @@ const (
 	msgPacket    = nfnlSubsysUL << 8 // | NFULNL_MSG_PACKET, which is 0
 	msgConfig    = nfnlSubsysUL<<8 | 1
 
-	nfulaPayload = 9
-	nfulaPrefix  = 10
-	nfulaSeq     = 12
-	nfulaCT      = 18
-	nfulaCTInfo  = 19
+	nfulaIfInDev  = 4
+	nfulaIfOutDev = 5
+	nfulaPayload  = 9
+	nfulaPrefix   = 10
+	nfulaSeq      = 12
+	nfulaCT       = 18
+	nfulaCTInfo   = 19
 
 	ctaTupleOrig  = 1
 	ctaTupleIP    = 1
@@ -134,6 +136,14 @@ func (p *parser) packet(msg []byte, h Handler) {
 		typ := binary.NativeEndian.Uint16(attrs[2:4]) & nlaTypeMask
 		v := attrs[nlaHdrLen:l]
 		switch typ {
+		case nfulaIfInDev:
+			if len(v) >= 4 {
+				rec.InIf = binary.BigEndian.Uint32(v)
+			}
+		case nfulaIfOutDev:
+			if len(v) >= 4 {
+				rec.OutIf = binary.BigEndian.Uint32(v)
+			}
 		case nfulaPayload:
 			rec.Payload = v
 			payload = true

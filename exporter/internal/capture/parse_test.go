@@ -42,7 +42,8 @@ func (p pkt) msgPrefix(nlseq uint32, prefix []byte) []byte {
 	if prefix != nil {
 		attrs = append(attrs, nla(nfulaPrefix, prefix)...)
 	}
-	attrs = append(attrs, nla(5, be32(3))...) // NFULA_IFINDEX_OUTDEV, ignored
+	attrs = append(attrs, nla(nfulaIfInDev, be32(2))...)
+	attrs = append(attrs, nla(nfulaIfOutDev, be32(3))...)
 	if p.payload != nil {
 		attrs = append(attrs, nla(nfulaPayload, p.payload)...)
 	}
@@ -151,7 +152,8 @@ func TestParseBatch(t *testing.T) {
 	}
 	for i, w := range want {
 		g := r.recs[i]
-		if string(g.Payload) != string(w.Payload) || g.Family != w.Family || g.CT != w.CT {
+		w.InIf, w.OutIf = 2, 3
+		if string(g.Payload) != string(w.Payload) || g.Family != w.Family || g.CT != w.CT || g.InIf != w.InIf || g.OutIf != w.OutIf {
 			t.Errorf("record %d = %+v, want %+v", i, g, w)
 		}
 	}

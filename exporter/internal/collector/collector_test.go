@@ -1,12 +1,14 @@
 package collector
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"regexp"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -30,6 +32,7 @@ var series = fakeTable{
 			DstNamespace: "shop", DstWorkload: "cart", DstKind: flow.KindStatefulSet, DstPort: 8080, Proto: flow.ProtoTCP,
 			SrcPod: "frontend-1", DstPod: "cart-0", DstService: "cart"},
 		Counters: aggregate.Counters{Bytes: [2]uint64{1500, 300}, Packets: [2]uint64{10, 5}, Connections: 2},
+		Created:  1_700_000_000_500_000_000,
 	},
 	{
 		Key:      flow.Key{SrcWorkload: "node-a", SrcKind: flow.KindNode, DstWorkload: "internet", DstKind: flow.KindNetwork, Proto: flow.ProtoICMPv6},
@@ -278,17 +281,124 @@ func TestGatherMatchesRegistry(t *testing.T) {
 	}
 }
 
-// exposition renders families as sorted text lines.
+// exposition renders families as sorted OpenMetrics lines, created
+// timestamps included.
 func exposition(t *testing.T, mfs []*dto.MetricFamily) string {
 	t.Helper()
 	var lines []string
 	for _, mf := range mfs {
 		var b strings.Builder
-		if _, err := expfmt.MetricFamilyToText(&b, mf); err != nil {
+		if _, err := expfmt.MetricFamilyToOpenMetrics(&b, mf, expfmt.WithCreatedLines()); err != nil {
 			t.Fatal(err)
 		}
 		lines = append(lines, strings.Split(strings.TrimSpace(b.String()), "\n")...)
 	}
 	sort.Strings(lines)
 	return strings.Join(lines, "\n")
+}
+
+// TestCreatedTimestamps checks that every sample of a series carries the
+// time the table started it, in the checked registry path and the fast
+// path alike, and that the OpenMetrics and protobuf encodings carry it.
+func TestCreatedTimestamps(t *testing.T) {
+	flows := NewFlows(series, attribute.Labels{})
+	checked, err := NewFlowRegistry(flows).Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fast, err := flows.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, mfs := range map[string][]*dto.MetricFamily{"registry": checked, "fast path": fast} {
+		n := 0
+		for _, mf := range mfs {
+			for _, m := range mf.GetMetric() {
+				ct := m.GetCounter().GetCreatedTimestamp()
+				frontend := strings.Contains(fmt.Sprint(m.GetLabel()), `"frontend"`)
+				switch {
+				case frontend && (ct.GetSeconds() != 1_700_000_000 || ct.GetNanos() != 500_000_000):
+					t.Errorf("%s: %s{%v} created %v, want 1700000000.5", name, mf.GetName(), m.GetLabel(), ct)
+				case !frontend && ct != nil:
+					t.Errorf("%s: %s{%v} has a created timestamp its series never had", name, mf.GetName(), m.GetLabel())
+				}
+				if ct != nil {
+					n++
+				}
+			}
+		}
+		if n != 5 {
+			t.Errorf("%s: %d samples with a created timestamp, want 5 (bytes and packets both ways, connections)", name, n)
+		}
+	}
+
+	text := exposition(t, fast)
+	for _, want := range []string{
+		`podflow_bytes_created{destination_kind="StatefulSet",destination_namespace="shop",destination_port="8080",destination_workload="cart",direction="reply",protocol="TCP",source_kind="Deployment",source_namespace="shop",source_workload="frontend"} 1.7000000005e+09`,
+		`podflow_connections_created{destination_kind="StatefulSet",destination_namespace="shop",destination_port="8080",destination_workload="cart",protocol="TCP",source_kind="Deployment",source_namespace="shop",source_workload="frontend"} 1.7000000005e+09`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("OpenMetrics output lacks\n%s\nin\n%s", want, text)
+		}
+	}
+
+	var buf bytes.Buffer
+	enc := expfmt.NewEncoder(&buf, expfmt.NewFormat(expfmt.TypeProtoDelim))
+	for _, mf := range fast {
+		if err := enc.Encode(mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dec := expfmt.NewDecoder(&buf, expfmt.NewFormat(expfmt.TypeProtoDelim))
+	var mf dto.MetricFamily
+	stamped := 0
+	for dec.Decode(&mf) == nil {
+		for _, m := range mf.GetMetric() {
+			if m.GetCounter().GetCreatedTimestamp().AsTime().Equal(time.Unix(1_700_000_000, 500_000_000)) {
+				stamped++
+			}
+		}
+	}
+	if stamped != 5 {
+		t.Errorf("protobuf: %d samples with the created timestamp, want 5", stamped)
+	}
+}
+
+// TestRecreatedSeriesGetANewCreatedTimestamp: a series evicted while idle
+// and started again by a later packet is a new counter, and its created
+// timestamp says when it started, so that Prometheus counts its first
+// increment instead of mistaking the new counter for the old one.
+func TestRecreatedSeriesGetANewCreatedTimestamp(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	tab := aggregate.New(aggregate.Config{IdleTimeout: 10 * time.Minute, Now: func() time.Time { return now }})
+	key := series[1].Key
+	flows := NewFlows(tab, attribute.Labels{})
+	created := func() time.Time {
+		t.Helper()
+		mfs, err := flows.Gather()
+		if err != nil || len(mfs) == 0 {
+			t.Fatalf("gather: %v, %d families", err, len(mfs))
+		}
+		return mfs[0].GetMetric()[0].GetCounter().GetCreatedTimestamp().AsTime()
+	}
+
+	tab.Add(key, flow.Original, 100, true, 1)
+	if got := created(); !got.Equal(now) {
+		t.Fatalf("created %v, want %v", got, now)
+	}
+	first := now
+	now = now.Add(5 * time.Minute)
+	tab.Add(key, flow.Original, 100, false, 1)
+	if got := created(); !got.Equal(first) {
+		t.Fatalf("a series that keeps counting moved its created timestamp to %v", got)
+	}
+	now = now.Add(15 * time.Minute)
+	if tab.Evict(now) != 1 {
+		t.Fatal("the idle series was not evicted")
+	}
+	now = now.Add(time.Second)
+	tab.Add(key, flow.Original, 100, true, 1)
+	if got := created(); !got.Equal(now) {
+		t.Fatalf("recreated series: created %v, want %v", got, now)
+	}
 }

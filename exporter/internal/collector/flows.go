@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/podflow/podflow/exporter/internal/aggregate"
 	"github.com/podflow/podflow/exporter/internal/attribute"
@@ -82,8 +83,8 @@ func (c *Flows) Describe(ch chan<- *prometheus.Desc) {
 // Collect emits every series of the snapshot.
 func (c *Flows) Collect(ch chan<- prometheus.Metric) {
 	descs := [...]*prometheus.Desc{famBytes: c.bytes, famPackets: c.packets, famConnections: c.connections}
-	c.each(func(fam int, labels []*dto.LabelPair, v float64) {
-		ch <- &counterMetric{descs[fam], labels, v}
+	c.each(func(fam int, labels []*dto.LabelPair, created *timestamppb.Timestamp, v float64) {
+		ch <- &counterMetric{descs[fam], labels, created, v}
 	})
 }
 
@@ -96,8 +97,15 @@ const (
 )
 
 // each calls emit for every sample of the snapshot, with sorted label
-// pairs that emit may keep.
-func (c *Flows) each(emit func(fam int, labels []*dto.LabelPair, v float64)) {
+// pairs and the series' created timestamp (nil when unknown), both of
+// which emit may keep.
+//
+// The created timestamp is when the table started the series. A series
+// evicted while idle and started again by a later packet comes back with
+// a value above zero; its new created timestamp tells Prometheus (with
+// created-timestamp zero ingestion) that the counter started from zero
+// then, so rate() and increase() count its first packets too.
+func (c *Flows) each(emit func(fam int, labels []*dto.LabelPair, created *timestamppb.Timestamp, v float64)) {
 	bp, _ := c.bufs.Get().(*[]aggregate.Series)
 	if bp == nil {
 		bp = new([]aggregate.Series)
@@ -117,8 +125,19 @@ func (c *Flows) each(emit func(fam int, labels []*dto.LabelPair, v float64)) {
 	for i, name := range names {
 		fieldOf[i] = slices.Index(labelFields[:], name)
 	}
+	// Created timestamps come from slabs too, one per series shared by
+	// its five samples.
+	var stamps []timestamppb.Timestamp
 	for i := range *bp {
 		s := &(*bp)[i]
+		var created *timestamppb.Timestamp
+		if s.Created != 0 {
+			if len(stamps) == 0 {
+				stamps = make([]timestamppb.Timestamp, min(len(*bp)-i, 1024))
+			}
+			created, stamps = &stamps[0], stamps[1:]
+			created.Seconds, created.Nanos = s.Created/1e9, int32(s.Created%1e9) //nolint:gosec // below 1e9
+		}
 		k := &s.Key
 		values = [numLabelFields]string{
 			k.SrcNamespace, k.SrcWorkload, k.SrcKind.String(),
@@ -141,11 +160,11 @@ func (c *Flows) each(emit func(fam int, labels []*dto.LabelPair, v float64)) {
 			orig[i], reply[i], conns[j] = lp, lp, lp
 			j++
 		}
-		emit(famBytes, orig, float64(s.Bytes[flow.Original]))
-		emit(famBytes, reply, float64(s.Bytes[flow.Reply]))
-		emit(famPackets, orig, float64(s.Packets[flow.Original]))
-		emit(famPackets, reply, float64(s.Packets[flow.Reply]))
-		emit(famConnections, conns, float64(s.Connections))
+		emit(famBytes, orig, created, float64(s.Bytes[flow.Original]))
+		emit(famBytes, reply, created, float64(s.Bytes[flow.Reply]))
+		emit(famPackets, orig, created, float64(s.Packets[flow.Original]))
+		emit(famPackets, reply, created, float64(s.Packets[flow.Reply]))
+		emit(famConnections, conns, created, float64(s.Connections))
 	}
 	// Drop references to label strings the table may have forgotten.
 	clear(*bp)
@@ -169,12 +188,12 @@ func (c *Flows) Gather() ([]*dto.MetricFamily, error) {
 	var metrics []dto.Metric
 	var counters []dto.Counter
 	var vals []float64
-	c.each(func(fam int, labels []*dto.LabelPair, v float64) {
+	c.each(func(fam int, labels []*dto.LabelPair, created *timestamppb.Timestamp, v float64) {
 		if len(metrics) == cap(metrics) {
 			metrics, counters, vals = make([]dto.Metric, 0, 1024), make([]dto.Counter, 0, 1024), make([]float64, 0, 1024)
 		}
 		vals = append(vals, v)
-		counters = append(counters, dto.Counter{Value: &vals[len(vals)-1]})
+		counters = append(counters, dto.Counter{Value: &vals[len(vals)-1], CreatedTimestamp: created})
 		metrics = append(metrics, dto.Metric{Label: labels, Counter: &counters[len(counters)-1]})
 		fams[fam].Metric = append(fams[fam].Metric, &metrics[len(metrics)-1])
 	})
@@ -196,11 +215,13 @@ func (c *Flows) sortedNames() []string {
 }
 
 // counterMetric is one flow counter with its labels already sorted and
-// interned; it saves the const metric's per-sample label copies.
+// interned; it saves the const metric's per-sample label copies. It is
+// what prometheus.NewConstMetricWithCreatedTimestamp would build.
 type counterMetric struct {
-	desc   *prometheus.Desc
-	labels []*dto.LabelPair
-	value  float64
+	desc    *prometheus.Desc
+	labels  []*dto.LabelPair
+	created *timestamppb.Timestamp
+	value   float64
 }
 
 func (m *counterMetric) Desc() *prometheus.Desc { return m.desc }
@@ -208,7 +229,7 @@ func (m *counterMetric) Desc() *prometheus.Desc { return m.desc }
 func (m *counterMetric) Write(out *dto.Metric) error {
 	out.Label = m.labels
 	v := m.value
-	out.Counter = &dto.Counter{Value: &v}
+	out.Counter = &dto.Counter{Value: &v, CreatedTimestamp: m.created}
 	return nil
 }
 

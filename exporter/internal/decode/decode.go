@@ -30,9 +30,18 @@
 // fragments before podflow's chains, so the reason stays near zero there.
 // A first fragment (offset 0) holds the transport header and is decoded.
 //
-// GSO packets above 64 KiB (BIG TCP) carry a zero length field; an IPv6
-// Jumbo Payload option is honoured, otherwise the packet is reported as
-// Jumbo since its true length is unknown.
+// GSO packets above 64 KiB (BIG TCP) carry a zero length field. An IPv6
+// Jumbo Payload option, where the kernel adds one, gives the exact length.
+// Otherwise a TCP packet is decoded with the least length a zero field
+// can stand for (65536 bytes of IPv4 packet, or of IPv6 payload) and
+// BigTCP set: NFLOG reports no length of its own beyond the captured
+// bytes, so its true length is unknown, but its endpoints are not and it
+// is counted. A zero length field on any other protocol is not BIG TCP
+// and is reported as Jumbo.
+//
+// HeaderLen, the bytes each segment of a segmentation offload
+// super-packet repeats, is the IP headers plus the TCP header with its
+// options, or plus the UDP header; the IP headers alone otherwise.
 //
 // Decode never allocates and never panics on any input (fuzzed).
 package decode
@@ -69,14 +78,17 @@ const (
 const (
 	ipv4MinHeader = 20
 	ipv6Header    = 40
+	// bigTCPMin is the least length a zero IPv4 total length or IPv6
+	// payload length stands for.
+	bigTCPMin = 1 << 16
 	// optJumbo is the IPv6 Jumbo Payload option type (RFC 2675).
 	optJumbo = 0xc2
 )
 
 // Decode decodes rec's payload into p, overwriting all of p. It copies
-// rec.Hook and rec.CT into p. p is meaningful only when the result is OK.
+// rec.CT and the interfaces into p. p is meaningful only when the result is OK.
 func Decode(rec *flow.Record, p *flow.Packet) Reason {
-	*p = flow.Packet{CT: rec.CT}
+	*p = flow.Packet{CT: rec.CT, InIf: rec.InIf, OutIf: rec.OutIf}
 	b := rec.Payload
 	if len(b) == 0 {
 		return Truncated
@@ -98,10 +110,12 @@ func decode4(b []byte, p *flow.Packet) Reason {
 	if ihl < ipv4MinHeader {
 		return BadHeaderLength
 	}
-	total16 := binary.BigEndian.Uint16(b[2:4])
-	total := int(total16)
+	total := int(binary.BigEndian.Uint16(b[2:4]))
 	if total == 0 {
-		return Jumbo
+		if flow.Protocol(b[9]) != flow.ProtoTCP {
+			return Jumbo
+		}
+		total, p.BigTCP = bigTCPMin, true
 	}
 	if total < ihl {
 		return BadLength
@@ -112,7 +126,7 @@ func decode4(b []byte, p *flow.Packet) Reason {
 	p.Src = netip.AddrFrom4([4]byte(b[12:16]))
 	p.Dst = netip.AddrFrom4([4]byte(b[16:20]))
 	p.Proto = flow.Protocol(b[9])
-	p.Length = uint32(total16)
+	p.Length = uint32(total)
 	// The fragment offset is the low 13 bits; the flags above it do not
 	// matter: a first fragment (offset 0, more fragments set) is decoded.
 	if binary.BigEndian.Uint16(b[6:8])&0x1fff != 0 {
@@ -138,7 +152,7 @@ func decode6(b []byte, p *flow.Packet) Reason {
 	length := ipv6Header + uint32(binary.BigEndian.Uint16(b[4:6]))
 	if length == ipv6Header {
 		var r Reason
-		if length, r = jumboLength(b); r != OK {
+		if length, r = jumboLength(b, p); r != OK {
 			return r
 		}
 	}
@@ -180,8 +194,13 @@ func decode6(b []byte, p *flow.Packet) Reason {
 }
 
 // jumboLength returns the L3 length of an IPv6 packet whose payload length
-// is zero: 40 plus the Jumbo Payload option of its hop-by-hop header.
-func jumboLength(b []byte) (uint32, Reason) {
+// is zero: 40 plus the Jumbo Payload option of its hop-by-hop header, or
+// for BIG TCP without one, the least length it can have.
+func jumboLength(b []byte, p *flow.Packet) (uint32, Reason) {
+	if b[6] == byte(flow.ProtoTCP) {
+		p.BigTCP = true
+		return ipv6Header + bigTCPMin, OK
+	}
 	if b[6] != ipv6HopByHop {
 		return 0, Jumbo
 	}
@@ -218,6 +237,7 @@ func jumboLength(b []byte) (uint32, Reason) {
 // transport reads the transport header at off. l3 is the IP packet's
 // length, which may exceed the captured bytes.
 func transport(b []byte, off, l3 int, p *flow.Packet) Reason {
+	p.HeaderLen = uint16(min(off, l3)) //nolint:gosec // off is below the captured bytes, at most 64 KiB
 	var n int
 	switch p.Proto {
 	case flow.ProtoTCP:
@@ -242,6 +262,9 @@ func transport(b []byte, off, l3 int, p *flow.Packet) Reason {
 			return BadHeaderLength
 		}
 		p.TCPFlags = h[13]
+		p.HeaderLen = uint16(min(off+int(h[12]>>4)*4, l3)) //nolint:gosec // as above
+	case flow.ProtoUDP:
+		p.HeaderLen = uint16(min(off+8, l3)) //nolint:gosec // as above
 	}
 	p.SrcPort = binary.BigEndian.Uint16(h[0:2])
 	p.DstPort = binary.BigEndian.Uint16(h[2:4])

@@ -17,6 +17,9 @@ type want struct {
 	sport, dport     uint16
 	length           uint32
 	tcpFlags, icmpTy uint8
+	// headerLen is checked when set.
+	headerLen uint16
+	bigTCP    bool
 }
 
 func check(t *testing.T, name string, rec *flow.Record, w want) {
@@ -41,6 +44,12 @@ func check(t *testing.T, name string, rec *flow.Record, w want) {
 	if p.Length != w.length {
 		t.Errorf("%s: length %d, want %d", name, p.Length, w.length)
 	}
+	if w.headerLen != 0 && p.HeaderLen != w.headerLen {
+		t.Errorf("%s: header length %d, want %d", name, p.HeaderLen, w.headerLen)
+	}
+	if p.BigTCP != w.bigTCP {
+		t.Errorf("%s: BIG TCP %v, want %v", name, p.BigTCP, w.bigTCP)
+	}
 	if p.TCPFlags != w.tcpFlags || p.ICMPType != w.icmpTy {
 		t.Errorf("%s: tcp flags %#x icmp type %d, want %#x %d", name, p.TCPFlags, p.ICMPType, w.tcpFlags, w.icmpTy)
 	}
@@ -58,10 +67,10 @@ func TestCapturedVectors(t *testing.T) {
 	tests := map[string]want{
 		"ipv4-icmp-echo-request":    {src: a4, dst: b4, proto: flow.ProtoICMP, length: 84, icmpTy: 8},
 		"ipv4-icmp-echo-reply":      {src: b4, dst: a4, proto: flow.ProtoICMP, length: 84, icmpTy: 0},
-		"ipv4-options-record-route": {src: a4, dst: b4, proto: flow.ProtoICMP, length: 124, icmpTy: 8},
-		"ipv4-tcp-syn":              {src: a4, dst: b4, proto: flow.ProtoTCP, sport: 40100, dport: 8080, length: 60, tcpFlags: flow.TCPSyn},
+		"ipv4-options-record-route": {src: a4, dst: b4, proto: flow.ProtoICMP, length: 124, icmpTy: 8, headerLen: 60},
+		"ipv4-tcp-syn":              {src: a4, dst: b4, proto: flow.ProtoTCP, sport: 40100, dport: 8080, length: 60, tcpFlags: flow.TCPSyn, headerLen: 60},
 		"ipv4-tcp-synack":           {src: b4, dst: a4, proto: flow.ProtoTCP, sport: 8080, dport: 40101, length: 60, tcpFlags: flow.TCPSyn | flow.TCPAck},
-		"ipv4-udp":                  {src: a4, dst: b4, proto: flow.ProtoUDP, sport: 40000, dport: 5353, length: 34},
+		"ipv4-udp":                  {src: a4, dst: b4, proto: flow.ProtoUDP, sport: 40000, dport: 5353, length: 34, headerLen: 28},
 		"ipv4-first-fragment":       {src: a4, dst: b4, proto: flow.ProtoICMP, length: 1500, icmpTy: 8},
 		"ipv4-non-first-fragment":   {reason: Fragment},
 		"ipv4-sctp-init":            {src: a4, dst: b4, proto: flow.ProtoSCTP, sport: 5000, dport: 3868, length: 52},
@@ -73,7 +82,7 @@ func TestCapturedVectors(t *testing.T) {
 		"ipv6-first-fragment":       {src: a6, dst: b6, proto: flow.ProtoICMPv6, length: 1496, icmpTy: 128},
 		"ipv6-non-first-fragment":   {reason: Fragment},
 		"ipv6-hopbyhop-dstopts-udp": {src: a6, dst: b6, proto: flow.ProtoUDP, sport: 40001, dport: 5353, length: 77},
-		"ipv6-dstopts-tcp-syn":      {src: a6, dst: b6, proto: flow.ProtoTCP, sport: 40103, dport: 8080, length: 88, tcpFlags: flow.TCPSyn},
+		"ipv6-dstopts-tcp-syn":      {src: a6, dst: b6, proto: flow.ProtoTCP, sport: 40103, dport: 8080, length: 88, tcpFlags: flow.TCPSyn, headerLen: 88},
 	}
 	if len(vs) != len(tests) {
 		t.Errorf("%d vectors in the file, %d expectations", len(vs), len(tests))
@@ -135,6 +144,10 @@ func TestBuiltVectors(t *testing.T) {
 	vs := loadVectors(t)
 	udp4, udp6 := vs["ipv4-udp"].data, vs["ipv6-udp"].data
 	syn4, rr4 := vs["ipv4-tcp-syn"].data, vs["ipv4-options-record-route"].data
+	syn6 := vs["ipv6-tcp-syn"].data
+	bigTCP := func(src, dst string, length uint32, headerLen uint16) want {
+		return want{src: src, dst: dst, proto: flow.ProtoTCP, sport: 40100, dport: 8080, length: length, tcpFlags: flow.TCPSyn, headerLen: headerLen, bigTCP: true}
+	}
 	hbh6 := vs["ipv6-hopbyhop-dstopts-udp"].data
 	okUDP4 := want{src: a4, dst: b4, proto: flow.ProtoUDP, sport: 40000, dport: 5353}
 	okUDP6 := want{src: a6, dst: b6, proto: flow.ProtoUDP, sport: 40000, dport: 5353}
@@ -185,11 +198,17 @@ func TestBuiltVectors(t *testing.T) {
 				binary.BigEndian.PutUint16(b[4:6], 0)
 				return b
 			}), want{reason: BadLength}},
-		{"ipv6 payload length 0 without Jumbo Payload (BIG TCP GSO)", afInet6,
+		{"ipv6 payload length 0 on UDP without Jumbo Payload: not BIG TCP", afInet6,
 			edit(udp6, func(b []byte) []byte { binary.BigEndian.PutUint16(b[4:6], 0); return b }),
 			want{reason: Jumbo}},
-		{"ipv4 total length 0 (BIG TCP GSO)", afInet,
+		{"ipv6 payload length 0 on TCP (BIG TCP GSO): the least length, 40+65536", afInet6,
+			edit(syn6, func(b []byte) []byte { binary.BigEndian.PutUint16(b[4:6], 0); return b }),
+			func() want { w := bigTCP(a6, b6, 40+65536, 80); w.sport = 40102; return w }()},
+		{"ipv4 total length 0 on TCP (BIG TCP GSO): the least length, 65536", afInet,
 			edit(syn4, func(b []byte) []byte { binary.BigEndian.PutUint16(b[2:4], 0); return b }),
+			bigTCP(a4, b4, 65536, 60)},
+		{"ipv4 total length 0 on UDP: not BIG TCP", afInet,
+			edit(udp4, func(b []byte) []byte { binary.BigEndian.PutUint16(b[2:4], 0); return b }),
 			want{reason: Jumbo}},
 		{"ipv4 first fragment flag only (MF, offset 0) is decoded", afInet,
 			edit(udp4, func(b []byte) []byte { b[6] = 0x20; return b }), with(okUDP4, 34)},

@@ -21,9 +21,9 @@ const (
 	// hold, or a transport header lies past the end of the IP packet.
 	BadLength
 	// Jumbo: the IP length field is zero (IPv4 total length 0, or IPv6
-	// payload length 0 without a Jumbo Payload option). The kernel does
-	// this for GSO packets above 64 KiB (BIG TCP); their length is not in
-	// the header, so they cannot be counted in bytes.
+	// payload length 0 without a Jumbo Payload option) on a packet that
+	// is not TCP. The kernel zeroes it only for GSO packets above 64 KiB
+	// of TCP (BIG TCP), which are decoded.
 	Jumbo
 	// Fragment: a non-first fragment, which carries no transport header.
 	// With conntrack loaded (always on a Kubernetes node) netfilter

@@ -16,8 +16,10 @@ type Flow struct {
 	Port  uint16
 	Proto Protocol
 	Dir   Direction
-	// Bytes is the packet's L3 length.
-	Bytes uint32
+	// Bytes is the L3 length of the packets on the wire, and Packets
+	// their number: one, or the segments of a segmentation offload
+	// super-packet.
+	Bytes, Packets uint32
 	// NewConn marks the packet that opens a connection.
 	NewConn bool
 }

@@ -1,8 +1,11 @@
 package flow
 
 // Key is one series' label set, projected from a flow and its endpoints.
-// Fields for opt-in labels stay empty unless their label is enabled, so
-// that two flows with the same labels always share one key.
+// Every field holds its label's value and nothing more: kinds and the
+// protocol as their Label method projects them, the port zero for a
+// protocol without ports, and fields for opt-in labels empty unless their
+// label is enabled. Two flows with the same labels therefore always share
+// one key, and two keys never expose the same labels.
 type Key struct {
 	SrcNamespace, SrcWorkload string
 	SrcKind                   Kind

@@ -43,6 +43,15 @@ func (k Kind) String() string {
 	return kindNames[KindUnknown]
 }
 
+// Label returns the kind as its label tells it: an unknown value is
+// KindUnknown, so that a key never holds two kinds with one label.
+func (k Kind) Label() Kind {
+	if k < numKinds {
+		return k
+	}
+	return KindUnknown
+}
+
 // ParseKind is the inverse of String. It reports false for a name that is
 // not a kind.
 func ParseKind(s string) (Kind, bool) {

@@ -42,6 +42,10 @@ type Record struct {
 	// (unix.AF_INET or unix.AF_INET6).
 	Family uint8
 	CT     Conntrack
+	// InIf and OutIf are the interfaces the packet came in on and goes
+	// out of (ifindex; 0 when there is none, as for locally sent or
+	// locally delivered packets).
+	InIf, OutIf uint32
 }
 
 // Packet is a decoded packet: the fields of its headers that podflow uses.
@@ -51,7 +55,18 @@ type Packet struct {
 	Proto            Protocol
 	// Length is the L3 length from the IP header (IPv4 total length, IPv6
 	// payload length plus the fixed header), never the captured length.
+	// For a BIG TCP packet, whose length field is zero, it is 65536, the
+	// least the packet can hold (BigTCP is set).
 	Length uint32
+	// HeaderLen is how many leading bytes each wire packet of a
+	// segmentation offload super-packet repeats: the IP headers plus the
+	// TCP header (options included) or the UDP header; the IP headers
+	// alone for other protocols.
+	HeaderLen uint16
+	// BigTCP marks a TCP packet above 64 KiB whose length field is zero.
+	BigTCP bool
+	// InIf and OutIf are copied from the record.
+	InIf, OutIf uint32
 	// TCPFlags holds the TCP flag byte (FIN 0x01, SYN 0x02, RST 0x04,
 	// PSH 0x08, ACK 0x10); zero for other protocols.
 	TCPFlags uint8

@@ -10,6 +10,9 @@ const (
 	ProtoUDP    Protocol = 17
 	ProtoICMPv6 Protocol = 58
 	ProtoSCTP   Protocol = 132
+	// ProtoOther stands for every protocol the protocol label does not
+	// name. 255 is reserved (RFC 5237) and never seen on the wire.
+	ProtoOther Protocol = 255
 )
 
 // String returns the label value of the protocol. The names of the
@@ -28,6 +31,18 @@ func (p Protocol) String() string {
 		return "ICMPv6"
 	}
 	return "other"
+}
+
+// Label returns the protocol as its label tells it: a named protocol
+// itself, any other ProtoOther. A series key holds this, never the number
+// from the packet, so that GRE and IPv6-in-IPv4 between the same
+// endpoints are one series, as they are one label set.
+func (p Protocol) Label() Protocol {
+	switch p {
+	case ProtoTCP, ProtoUDP, ProtoSCTP, ProtoICMP, ProtoICMPv6:
+		return p
+	}
+	return ProtoOther
 }
 
 // HasPorts reports whether the protocol carries ports.

@@ -56,7 +56,7 @@ const (
 
 // Orient fills f from p, overwriting all of f.
 func Orient(p *flow.Packet, f *flow.Flow) {
-	*f = flow.Flow{Proto: p.Proto, Bytes: p.Length}
+	*f = flow.Flow{Proto: p.Proto, Bytes: p.Length, Packets: 1}
 	if ct := &p.CT; ct.Present && ct.Info <= flow.CTRelatedReply {
 		orientAs(p, f, ct.Reply())
 		f.NewConn = ct.Created

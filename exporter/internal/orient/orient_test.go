@@ -203,7 +203,7 @@ func TestOrient(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			want := tt.want
-			want.Proto, want.Bytes = tt.p.Proto, tt.p.Length
+			want.Proto, want.Bytes, want.Packets = tt.p.Proto, tt.p.Length, 1
 			f := flow.Flow{Service: cluster, NewConn: true, Port: 9} // stale values must go
 			Orient(&tt.p, &f)
 			if f != want {

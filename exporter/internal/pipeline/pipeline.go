@@ -15,6 +15,7 @@ import (
 	"github.com/podflow/podflow/exporter/internal/attribute"
 	"github.com/podflow/podflow/exporter/internal/decode"
 	"github.com/podflow/podflow/exporter/internal/flow"
+	"github.com/podflow/podflow/exporter/internal/offload"
 	"github.com/podflow/podflow/exporter/internal/orient"
 )
 
@@ -36,11 +37,22 @@ type Config struct {
 	EvictInterval time.Duration
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// MTUs names the MTU a packet's segments cross, so that a
+	// segmentation offload super-packet counts as the packets on the wire
+	// (package offload); nil counts every logged packet as one.
+	MTUs MTUs
 	// Synced reports whether the source of identity knows the cluster.
 	// Until it does, packets are dropped and counted: attributed now,
 	// every node would report every connection under Unknown. Nil means
 	// always synced.
 	Synced func() bool
+}
+
+// MTUs tells the smallest MTU of a packet's interfaces (ifindex in and
+// out, 0 for none), or 0 when it knows neither (implemented by
+// *offload.Links).
+type MTUs interface {
+	MTU(in, out uint32) uint32
 }
 
 // DefaultQueueSize is the default of --capture.queue-size: 256 batches of
@@ -130,7 +142,11 @@ func (p *Pipeline) Handle(rec *flow.Record) {
 		return
 	}
 	b := p.cur
-	orient.Orient(&p.pkt, &b.flows[b.n])
+	f := &b.flows[b.n]
+	orient.Orient(&p.pkt, f)
+	if p.cfg.MTUs != nil && p.pkt.Length > offload.MinMTU {
+		f.Packets, f.Bytes = offload.Wire(&p.pkt, p.cfg.MTUs.MTU(p.pkt.InIf, p.pkt.OutIf))
+	}
 	b.n++
 	if b.n == BatchSize {
 		p.cur = p.handOff(b)
@@ -225,7 +241,7 @@ func (p *Pipeline) process(b *batch) {
 		if !p.attr.Attribute(f, &u.Key) {
 			continue
 		}
-		u.Dir, u.Bytes, u.NewConn = f.Dir, f.Bytes, f.NewConn
+		u.Dir, u.Bytes, u.Packets, u.NewConn = f.Dir, f.Bytes, f.Packets, f.NewConn
 		n++
 	}
 	p.table.AddBatch(p.cfg.Now(), p.ups[:n], p.cfg.SampleRate)

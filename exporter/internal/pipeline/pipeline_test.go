@@ -3,14 +3,17 @@ package pipeline
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
 	"github.com/podflow/podflow/exporter/internal/aggregate"
 	"github.com/podflow/podflow/exporter/internal/attribute"
+	"github.com/podflow/podflow/exporter/internal/collector"
 	"github.com/podflow/podflow/exporter/internal/decode"
 	"github.com/podflow/podflow/exporter/internal/flow"
 )
@@ -157,10 +160,12 @@ func TestIdleSeriesAreEvicted(t *testing.T) {
 }
 
 func TestHandleAllocatesNothing(t *testing.T) {
-	p, _ := newPipeline(t, Config{QueueSize: 4})
-	rec := request(100)
+	p, _ := newPipeline(t, Config{QueueSize: 4, MTUs: linkMTU(1500)})
+	recs := []*flow.Record{request(100), {Payload: tcp4(20000), Family: unix.AF_INET, OutIf: 3}}
+	i := 0
 	n := testing.AllocsPerRun(10*BatchSize, func() {
-		p.Handle(rec)
+		p.Handle(recs[i&1])
+		i++
 		if len(p.queue) == cap(p.queue) {
 			p.process(<-p.queue)
 		}
@@ -202,5 +207,104 @@ func TestDropsUntilSynced(t *testing.T) {
 	p.Drain()
 	if s := tab.Snapshot(nil); len(s) != 1 || s[0].Packets[flow.Original] != 1 {
 		t.Fatalf("after sync: %+v", s)
+	}
+}
+
+// TestUnnamedProtocolsShareOneSeries sends GRE and IPv6-in-IPv4 between
+// the same endpoints: both show protocol="other", so they must be one
+// series, and the scrape podflow serves must pass the pedantic registry's
+// checks (two series with one label set fail the whole scrape).
+func TestUnnamedProtocolsShareOneSeries(t *testing.T) {
+	p, tab := newPipeline(t, Config{})
+	for _, proto := range []byte{47, 41, 47} {
+		b := udp4(client, server, 0, 0, 100)[:20]
+		b[9] = proto
+		p.Handle(&flow.Record{Payload: b, Family: unix.AF_INET})
+	}
+	p.Drain()
+
+	flows := collector.NewFlows(tab, attribute.Labels{})
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(flows)
+	if _, err := reg.Gather(); err != nil {
+		t.Fatalf("pedantic registry: %v", err)
+	}
+	// The production scrape path skips the registry's checks: it must
+	// agree with the checked one on its own.
+	mfs, err := collector.Gatherers{Flows: flows, Self: prometheus.NewRegistry()}.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	packets := 0.0
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			id := mf.GetName() + fmt.Sprint(m.GetLabel())
+			if seen[id] {
+				t.Errorf("two samples with one label set: %s", id)
+			}
+			seen[id] = true
+			if mf.GetName() == "podflow_packets_total" {
+				packets += m.GetCounter().GetValue()
+			}
+		}
+	}
+	if packets != 3 || tab.Len() != 1 {
+		t.Errorf("%v packets in %d series, want 3 in 1", packets, tab.Len())
+	}
+}
+
+// linkMTU is a fake of offload.Links: every interface has the same MTU.
+type linkMTU uint32
+
+func (m linkMTU) MTU(in, out uint32) uint32 {
+	if in == 0 && out == 0 {
+		return 0
+	}
+	return uint32(m)
+}
+
+// tcp4 builds the first 40 bytes of an IPv4 TCP segment (no options) from
+// client:40000 to server:80 whose total length field says l3.
+func tcp4(l3 uint16) []byte {
+	b := make([]byte, 40)
+	b[0] = 0x45
+	binary.BigEndian.PutUint16(b[2:], l3)
+	b[8], b[9] = 64, 6
+	s, d := client.As4(), server.As4()
+	copy(b[12:], s[:])
+	copy(b[16:], d[:])
+	binary.BigEndian.PutUint16(b[20:], 40000)
+	binary.BigEndian.PutUint16(b[22:], 80)
+	b[32], b[33] = 5<<4, flow.TCPAck
+	return b
+}
+
+// TestSuperPacketsCountAsWirePackets: a GSO, GRO or BIG TCP super-packet
+// counts as the segments a link of its interfaces' MTU carries, with the
+// headers of each.
+func TestSuperPacketsCountAsWirePackets(t *testing.T) {
+	established := flow.Conntrack{Present: true, Info: flow.CTEstablished, OrigSrc: client, OrigDst: server, OrigSrcPort: 40000, OrigDstPort: 80}
+	for _, tc := range []struct {
+		name           string
+		l3             uint16 // 0: BIG TCP
+		outIf          uint32
+		packets, bytes uint64
+	}{
+		{"fits the MTU", 1500, 3, 1, 1500},
+		{"TSO: ten full segments and a short one", 40 + 10*1460 + 100, 3, 11, 40 + 10*1460 + 100 + 10*40},
+		{"BIG TCP: at least 64 KiB", 0, 3, 45, 65536 + 44*40},
+		{"no interface known: as logged", 40 + 10*1460, 0, 1, 40 + 10*1460},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tab := aggregate.New(aggregate.Config{})
+			p := New(Config{MTUs: linkMTU(1500)}, attribute.New(ids, attribute.Config{}), tab)
+			p.Handle(&flow.Record{Payload: tcp4(tc.l3), Family: unix.AF_INET, CT: established, OutIf: tc.outIf})
+			p.Drain()
+			s := tab.Snapshot(nil)
+			if len(s) != 1 || s[0].Packets[flow.Original] != tc.packets || s[0].Bytes[flow.Original] != tc.bytes {
+				t.Fatalf("counted %+v, want %d packets of %d bytes in all", s, tc.packets, tc.bytes)
+			}
+		})
 	}
 }
