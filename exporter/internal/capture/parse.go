@@ -42,6 +42,12 @@ const (
 	ctaProtoDst   = 3
 )
 
+// Handler receives each logged packet. It runs on the reader's goroutine
+// and must not block; rec and its Payload are valid only during the call.
+type Handler interface {
+	Handle(rec *flow.Record)
+}
+
 // parser walks the netlink messages of one read without allocating and
 // hands each logged packet over as a reused flow.Record.
 type parser struct {

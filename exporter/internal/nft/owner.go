@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"syscall"
 
 	"github.com/google/nftables"
@@ -93,7 +94,7 @@ func setTableFlags(msgs []netlink.Message, flags ...uint32) error {
 		if err != nil {
 			return err
 		}
-		msgs[m].Data = append(data[:4:4], b...)
+		msgs[m].Data = slices.Concat(data[:4], b)
 		msgs[m].Header.Length = 0
 		i++
 	}
@@ -167,8 +168,8 @@ func walkAcks(b []byte, fn func(seq uint32, errno syscall.Errno)) {
 			return
 		}
 		if binary.NativeEndian.Uint16(b[4:6]) == unix.NLMSG_ERROR && l >= hdr+4 {
-			code := int32(binary.NativeEndian.Uint32(b[hdr : hdr+4])) //nolint:gosec // the kernel's int error, negative errno
-			fn(binary.NativeEndian.Uint32(b[8:12]), syscall.Errno(-code))
+			code := int32(binary.NativeEndian.Uint32(b[hdr : hdr+4]))             //nolint:gosec // the kernel's int error, negative errno
+			fn(binary.NativeEndian.Uint32(b[8:12]), syscall.Errno(uint32(-code))) //nolint:gosec // a non-negative errno
 		}
 		l = (l + 3) &^ 3
 		if l >= len(b) {
