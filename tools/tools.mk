@@ -53,7 +53,7 @@ $(GOLANGCI_LINT):
 	cd tools/lint && $(GO) build -o $@ github.com/golangci/golangci-lint/v2/cmd/golangci-lint
 
 .PHONY: lint
-lint: $(GOLANGCI_LINT) ## Lint the root module with the pinned golangci-lint and .golangci.yml; check go.mod is tidy.
+lint: $(GOLANGCI_LINT) ## Lint the root module (and the modules other fragments add, such as dashboards/) with the pinned golangci-lint and .golangci.yml; check go.mod is tidy.
 	$(GOLANGCI_LINT) run ./...
 	$(GO) mod tidy -diff
 

@@ -1,6 +1,8 @@
-// Command dashgen renders podflow's Grafana dashboards to JSON.
+// Command dashgen renders podflow's Grafana dashboards to JSON with
+// Grafana's Foundation SDK (github.com/grafana/grafana-foundation-sdk/go).
+// It is a module of its own, so that the exporter's go.mod stays free of it:
 //
-//	go run ./dashboards/cmd/dashgen -out dashboards
+//	cd dashboards && go run ./cmd/dashgen -out .
 //
 // Each file is a self-contained dashboard: provision it with Grafana's file
 // provider or ship it in a ConfigMap for the Grafana sidecar.
@@ -13,11 +15,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
 )
 
 // all returns every dashboard podflow ships.
-func all() []*dashboard {
-	return []*dashboard{
+func all() []*dashboard.DashboardBuilder {
+	return []*dashboard.DashboardBuilder{
 		overviewDashboard(),
 		topologyDashboard(),
 		pairDashboard(),
@@ -30,17 +34,25 @@ func all() []*dashboard {
 // generated file: the dashboards and the promtool test of the node graph.
 func renderAll() (map[string][]byte, error) {
 	out := map[string][]byte{}
-	for _, d := range all() {
+	for _, b := range all() {
+		d, err := build(b)
+		if err != nil {
+			return nil, err
+		}
+		if d.Uid == nil || *d.Uid == "" {
+			return nil, fmt.Errorf("dashboard %q has no uid", *d.Title)
+		}
+		uid := *d.Uid
 		var buf bytes.Buffer
 		enc := json.NewEncoder(&buf)
 		enc.SetEscapeHTML(false)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(d.render()); err != nil {
-			return nil, fmt.Errorf("%s: %w", d.uid, err)
+		if err := enc.Encode(d); err != nil {
+			return nil, fmt.Errorf("%s: %w", uid, err)
 		}
-		name := d.uid + ".json"
+		name := uid + ".json"
 		if _, dup := out[name]; dup {
-			return nil, fmt.Errorf("duplicate dashboard uid %q", d.uid)
+			return nil, fmt.Errorf("duplicate dashboard uid %q", uid)
 		}
 		out[name] = buf.Bytes()
 	}

@@ -142,3 +142,21 @@ func topoEdgeConnections() string {
 	c := topoPairs("connections") + " and " + topoTop()
 	return sumBy("edge", edgeFields("("+c+")"))
 }
+
+// sel renders a selector body from matchers, skipping empty ones.
+func sel(matchers ...string) string {
+	out := []string{}
+	for _, m := range matchers {
+		if m != "" {
+			out = append(out, m)
+		}
+	}
+	return "{" + strings.Join(out, ", ") + "}"
+}
+
+func metric(name string, matchers ...string) string { return name + sel(matchers...) }
+
+var cluster = `cluster=~"$cluster"`
+
+func re(label, v string) string { return label + `=~"` + v + `"` }
+func eq(label, v string) string { return label + `="` + v + `"` }
