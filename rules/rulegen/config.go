@@ -145,7 +145,7 @@ func Default() Config {
 		"PodflowNewCommunication":       {Severity: "warning", For: mustDuration("2m")},
 		"PodflowNewDestinationPort":     {Severity: "warning", For: mustDuration("2m")},
 		"PodflowNewExternalNetwork":     {Severity: "warning", For: mustDuration("2m")},
-		"PodflowTrafficAnomaly":         {Severity: "warning", For: mustDuration("15m")},
+		"PodflowTrafficAnomaly":         {Severity: "warning", For: mustDuration("5m")},
 		"PodflowDenylistedDestination":  {Severity: "critical", KeepFiringFor: mustDuration("30m")},
 		"PodflowForbiddenCommunication": {Severity: "critical", KeepFiringFor: mustDuration("30m")},
 		"PodflowPortScan":               {Severity: "warning", For: mustDuration("2m")},
