@@ -103,6 +103,9 @@ func Render(c *Config) (map[string][]byte, error) {
 			"runbook": func(alert string) string { return c.RunbookBaseURL + alert + ".md" },
 			"alert":   func(name string) Alert { return c.Alerts[name] },
 			"indent":  indent,
+			"seasonal": func(input string) string {
+				return seasonalExpr(input, c.Baseline.SeasonalRange.String(), v.Seasonal)
+			},
 			"head": func(name, category string) string {
 				a := c.Alerts[name]
 				lines := []string{"- alert: " + name}
@@ -196,6 +199,24 @@ func knownAs(side, agg, lookback string) string {
     "%s_namespace", "$1", "namespace", "(.*)"),
     "%s_workload", "$1", "workload", "(.*)"),
     "%s_kind", "$1", "kind", "(.*)")`, on, lookback, side, side, side)
+}
+
+// seasonalExpr is the seasonal prediction of an hourly peak series: the
+// median over the seasonal weeks of its highest value from an hour before
+// to seasonal_range after the same time of the week; weeks without data
+// drop out of the median.
+func seasonalExpr(input, span string, terms []seasonalTerm) string {
+	var b strings.Builder
+	b.WriteString("quantile without (week) (0.5,")
+	for i, t := range terms {
+		sep := "   "
+		if i > 0 {
+			sep = "or "
+		}
+		fmt.Fprintf(&b, "\n  %slabel_replace(max_over_time(%s[%s] offset %s), \"week\", \"%d\", \"\", \"\")", sep, input, span, t.Offset, t.Week)
+	}
+	b.WriteString("\n)")
+	return b.String()
 }
 
 // spreadAbove selects the sources whose count (prefix:count) reaches the

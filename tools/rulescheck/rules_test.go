@@ -39,6 +39,9 @@ var wantAlerts = []string{
 	"PodflowForbiddenCommunication",
 	"PodflowPortScan",
 	"PodflowFanOut",
+	"PodflowConnectionSurge",
+	"PodflowUnansweredConnections",
+	"PodflowEgressAnomaly",
 	"PodflowBaselineLearning",
 	"PodflowExporterDown",
 	"PodflowCaptureLoss",
@@ -189,7 +192,7 @@ func TestDescriptionsNameTheWorkloads(t *testing.T) {
 			continue
 		}
 		want := []string{"source_workload", "destination_workload"}
-		if r.Alert == "PodflowPortScan" || r.Alert == "PodflowFanOut" {
+		if r.Alert == "PodflowPortScan" || r.Alert == "PodflowFanOut" || r.Alert == "PodflowEgressAnomaly" {
 			want = want[:1]
 		}
 		for _, l := range want {
