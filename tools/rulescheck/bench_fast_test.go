@@ -20,7 +20,7 @@ import (
 )
 
 // BenchmarkFastGroups times the groups evaluated every minute: the fast
-// tier (the only one that reads the raw counters) and the two alert groups.
+// tier (the only one that reads the raw counters) and the alert groups.
 // The data is scraped as a live Prometheus would see it: N workload pairs
 // alive at any time, four in five of them steady and one in five
 // short-lived (a cohort of new pairs starts every minute and is gone ten
@@ -44,7 +44,10 @@ const (
 	churnPerMille = 200 // short-lived pairs among the live ones
 )
 
-var fastGroups = []string{"podflow.workload-pair", "podflow.security-alerts", "podflow.health-alerts"}
+var fastGroups = []string{
+	"podflow.workload-pair", "podflow.workload-pair-packets", "podflow.workload-pair-presence",
+	"podflow.security-alerts", "podflow.security-anomaly-alerts", "podflow.health-alerts",
+}
 
 // rawSeries is one series the synthetic scrape writes, with the counter
 // value at a time (seconds since the series started).

@@ -17,7 +17,7 @@ import (
 )
 
 // BenchmarkHourlyGroups times one evaluation of each hourly rule group (and,
-// for scale, of the per-minute security alerts that read them) over
+// for scale, of the per-minute security alert groups that read them) over
 // synthetic data shaped like a cluster after 35 days: N workload pairs
 // (N/10 sources with 10 destinations each, one port per pair), one hourly
 // sample per pair series for 35 days and a day, and the last hour of the
@@ -72,7 +72,7 @@ func benchHourly(b *testing.B, pairs int) {
 		b.Fatal(errs)
 	}
 	ts := time.UnixMilli(end)
-	for _, name := range []string{"podflow.hourly-downsample", "podflow.hourly-baseline", "podflow.security-alerts"} {
+	for _, name := range []string{"podflow.hourly-downsample", "podflow.hourly-baseline", "podflow.security-alerts", "podflow.security-anomaly-alerts"} {
 		var g *rules.Group
 		for _, candidate := range groups {
 			if candidate.Name() == name {
