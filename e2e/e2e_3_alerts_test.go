@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -228,5 +229,160 @@ func TestAlertExporterDownInhibits(t *testing.T) {
 			t.Fatalf("PodflowNewCommunication report -> checkout not inhibited while PodflowExporterDown fires (state %q)", state)
 		}
 		time.Sleep(2 * time.Second)
+	}
+}
+
+// deliveredSince lists the firing notifications received at or after since
+// that name the source workload and one of the alert names.
+func deliveredSince(s *harness.Sandbox, since time.Time, source string, alertnames ...string) []harness.WebhookAlert {
+	var out []harness.WebhookAlert
+	for _, a := range s.Env.Hook.Alerts() {
+		if a.Status == "firing" && !a.At.Before(since) && a.Labels["source_workload"] == source && slices.Contains(alertnames, a.Labels["alertname"]) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// sourceWarning is the label set of a security warning about a source
+// workload.
+func sourceWarning(alertname, namespace, workload, kind string) map[string]string {
+	return map[string]string{
+		"alertname":        alertname,
+		"source_namespace": namespace,
+		"source_workload":  workload,
+		"source_kind":      kind,
+		"severity":         "warning",
+		"category":         "security",
+	}
+}
+
+// oneNotification waits for the incident's alert, lets the per-pair and
+// per-port alerts the incident would otherwise raise have their chance
+// (rule evaluations, their for, grouping), and requires that exactly one
+// notification reached a receiver, through the shipped route, and that
+// Prometheus itself holds none of the per-pair or per-port alerts.
+func oneNotification(t *testing.T, s *harness.Sandbox, since time.Time, want map[string]string, held ...string) {
+	t.Helper()
+	ctx := context.Background()
+	a, err := s.Env.Hook.Wait(ctx, 3*time.Minute, func(a harness.WebhookAlert) bool { return !a.At.Before(since) && labelsMatch(a.Labels, want) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s delivered to %s after %v", want["alertname"], a.Receiver, a.At.Sub(since).Round(time.Second))
+	if r := expectedReceiver(t, a.Labels); a.Receiver != r {
+		t.Errorf("%s reached receiver %q, the shipped routes say %q", want["alertname"], a.Receiver, r)
+	}
+	// Longer than the per-pair alerts' for, an evaluation and a group
+	// interval together.
+	time.Sleep(30 * time.Second)
+	src := want["source_workload"]
+	if got := deliveredSince(s, since, src, append(held, want["alertname"])...); len(got) != 1 {
+		var names []string
+		for _, g := range got {
+			names = append(names, g.Labels["alertname"]+" "+g.Labels["destination_workload"]+":"+g.Labels["destination_port"])
+		}
+		t.Errorf("%s: %d notifications, want exactly one (%s): %v", src, len(got), want["alertname"], names)
+	}
+	q := `ALERTS{source_workload="` + src + `", alertname=~"` + strings.Join(held, "|") + `"}`
+	res, err := s.Env.Query(ctx, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != 0 {
+		t.Errorf("Prometheus holds %d per-pair or per-port alerts of %s during the incident: %v", len(res), src, res)
+	}
+}
+
+// TestAlertPortScanOneNotification: shop/frontend probes 25 ports of
+// shop/checkout, a pair it knows on 8080 only. Without the storm guard
+// that is one PodflowNewDestinationPort per port beside PodflowPortScan;
+// the shipped rules and routes deliver PodflowPortScan alone.
+func TestAlertPortScanOneNotification(t *testing.T) {
+	s := needAlerting(t)
+	ctx := context.Background()
+	src, dst := s.Pod("shop/frontend"), s.Pod("shop/checkout")
+	start := time.Now()
+	refused := 0
+	for port := 9100; port < 9125; port++ {
+		// Nothing listens there: each probe is a SYN and a reset.
+		if err := harness.TCPExchange(ctx, src.NS, netip.AddrPortFrom(dst.IPv4, uint16(port)), 1, false); err != nil {
+			refused++
+		}
+	}
+	if refused != 25 {
+		t.Fatalf("%d of 25 probed ports refused the connection; the scan needs closed ports", refused)
+	}
+	oneNotification(t, s, start, sourceWarning("PodflowPortScan", "shop", "frontend", "Deployment"),
+		"PodflowNewDestinationPort", "PodflowNewCommunication", "PodflowUnansweredConnections")
+}
+
+// TestAlertFanOutOneNotification: the node agent on node-1 reaches every
+// pod and node of the sandbox, none of which it talked to before (its
+// baseline: the API server and neighbour discovery). Without the storm
+// guard that is one PodflowNewCommunication per pair beside PodflowFanOut;
+// the shipped rules and routes deliver PodflowFanOut alone.
+func TestAlertFanOutOneNotification(t *testing.T) {
+	s := needAlerting(t)
+	ctx := context.Background()
+	agent := s.Pod("monitoring/node-agent")
+	var targets []netip.Addr
+	for _, k := range []string{"shop/frontend", "shop/debug", "batch/report", "shop/checkout", "shop/db"} {
+		targets = append(targets, s.Pod(k).IPv4)
+	}
+	for _, n := range s.Nodes {
+		targets = append(targets, n.IPv4)
+	}
+	start := time.Now()
+	for _, a := range targets {
+		// Refused or answered, each connection attempt makes the pair.
+		_ = harness.TCPExchange(ctx, agent.NS, netip.AddrPortFrom(a, 9200), 1, false)
+	}
+	oneNotification(t, s, start, sourceWarning("PodflowFanOut", "monitoring", "node-agent", "DaemonSet"),
+		"PodflowNewCommunication", "PodflowNewDestinationPort", "PodflowUnansweredConnections")
+}
+
+// TestAlertEgressAnomaly: shop/frontend, which sends about 500 B/s to the
+// corp network in its baseline, uploads a few hundred KiB a second there
+// over its usual port. PodflowEgressAnomaly reaches the route the shipped
+// configuration names.
+func TestAlertEgressAnomaly(t *testing.T) {
+	s := needAlerting(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := s.Env.TCPSink(s.Env.Fabric, 443, false); err != nil {
+		t.Fatal(err)
+	}
+	src := s.Pod("shop/frontend")
+	start := time.Now()
+	upload := make(chan error, 1)
+	go func() {
+		for ctx.Err() == nil {
+			if err := harness.TCPExchange(ctx, src.NS, netip.AddrPortFrom(harness.OutsideCorpV4, 443), 64<<10, false); err != nil && ctx.Err() == nil {
+				upload <- err
+				return
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+	}()
+	want := sourceWarning("PodflowEgressAnomaly", "shop", "frontend", "Deployment")
+	a, err := s.Env.Hook.Wait(ctx, 3*time.Minute, func(a harness.WebhookAlert) bool { return !a.At.Before(start) && labelsMatch(a.Labels, want) })
+	select {
+	case uerr := <-upload:
+		t.Fatalf("upload to corp: %v", uerr)
+	default:
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	t.Logf("PodflowEgressAnomaly at %s after %v: %s", a.Receiver, a.At.Sub(start).Round(time.Second), a.Annotations["description"])
+	if r := expectedReceiver(t, a.Labels); a.Receiver != r {
+		t.Errorf("PodflowEgressAnomaly reached receiver %q, the shipped routes say %q", a.Receiver, r)
+	}
+	for _, k := range []string{"summary", "description", "runbook_url"} {
+		if a.Annotations[k] == "" {
+			t.Errorf("PodflowEgressAnomaly without annotation %s: %v", k, a.Annotations)
+		}
 	}
 }

@@ -39,12 +39,18 @@ type Config struct {
 		PairActiveHours int      `yaml:"pair_active_hours"`
 	} `yaml:"learning"`
 
-	TrafficAnomaly struct {
-		Quantile            float64 `yaml:"quantile"`
-		QuantileFactor      float64 `yaml:"quantile_factor"`
-		SeasonalFactor      float64 `yaml:"seasonal_factor"`
-		FloorBytesPerSecond float64 `yaml:"floor_bytes_per_second"`
-	} `yaml:"traffic_anomaly"`
+	TrafficAnomaly VolumeBand `yaml:"traffic_anomaly"`
+	EgressAnomaly  VolumeBand `yaml:"egress_anomaly"`
+
+	ConnectionSurge struct {
+		Quantile       float64 `yaml:"quantile"`
+		Factor         float64 `yaml:"factor"`
+		FloorPerSecond float64 `yaml:"floor_per_second"`
+	} `yaml:"connection_surge"`
+
+	UnansweredConnections struct {
+		MinAnsweredHours int `yaml:"min_answered_hours"`
+	} `yaml:"unanswered_connections"`
 
 	PortScan Spread `yaml:"port_scan"`
 	FanOut   Spread `yaml:"fan_out"`
@@ -62,6 +68,16 @@ type Config struct {
 	} `yaml:"health"`
 
 	Alerts map[string]Alert `yaml:"alerts"`
+}
+
+// VolumeBand configures a byte-rate band: the largest of Quantile (of the
+// hourly peak 5m rates over the baseline) x QuantileFactor, the seasonal
+// prediction x SeasonalFactor, and FloorBytesPerSecond.
+type VolumeBand struct {
+	Quantile            float64 `yaml:"quantile"`
+	QuantileFactor      float64 `yaml:"quantile_factor"`
+	SeasonalFactor      float64 `yaml:"seasonal_factor"`
+	FloorBytesPerSecond float64 `yaml:"floor_bytes_per_second"`
 }
 
 // Spread configures the port-scan and fan-out detections: a source's count
@@ -102,11 +118,14 @@ var AlertNames = []string{
 	"PodflowNewCommunication",
 	"PodflowNewDestinationPort",
 	"PodflowNewExternalNetwork",
-	"PodflowTrafficAnomaly",
 	"PodflowDenylistedDestination",
 	"PodflowForbiddenCommunication",
 	"PodflowPortScan",
 	"PodflowFanOut",
+	"PodflowTrafficAnomaly",
+	"PodflowConnectionSurge",
+	"PodflowUnansweredConnections",
+	"PodflowEgressAnomaly",
 	"PodflowBaselineLearning",
 	"PodflowExporterDown",
 	"PodflowCaptureLoss",
@@ -130,10 +149,12 @@ func Default() Config {
 	c.Learning.Cluster = mustDuration("7d")
 	c.Learning.Workload = mustDuration("1d")
 	c.Learning.PairActiveHours = 72
-	c.TrafficAnomaly.Quantile = 0.99
-	c.TrafficAnomaly.QuantileFactor = 2
-	c.TrafficAnomaly.SeasonalFactor = 1.5
-	c.TrafficAnomaly.FloorBytesPerSecond = 1024
+	c.TrafficAnomaly = VolumeBand{Quantile: 0.99, QuantileFactor: 2, SeasonalFactor: 1.5, FloorBytesPerSecond: 1024}
+	c.EgressAnomaly = VolumeBand{Quantile: 0.99, QuantileFactor: 2, SeasonalFactor: 1.5, FloorBytesPerSecond: 10240}
+	c.ConnectionSurge.Quantile = 0.99
+	c.ConnectionSurge.Factor = 5
+	c.ConnectionSurge.FloorPerSecond = 1
+	c.UnansweredConnections.MinAnsweredHours = 24
 	c.PortScan = Spread{Window: mustDuration("15m"), Min: 20, Factor: 2}
 	c.FanOut = Spread{Window: mustDuration("15m"), Min: 20, Factor: 2}
 	c.Denylist.Prefix = "denylist"
@@ -145,11 +166,14 @@ func Default() Config {
 		"PodflowNewCommunication":       {Severity: "warning", For: mustDuration("2m")},
 		"PodflowNewDestinationPort":     {Severity: "warning", For: mustDuration("2m")},
 		"PodflowNewExternalNetwork":     {Severity: "warning", For: mustDuration("2m")},
-		"PodflowTrafficAnomaly":         {Severity: "warning", For: mustDuration("15m")},
+		"PodflowTrafficAnomaly":         {Severity: "warning", For: mustDuration("5m")},
 		"PodflowDenylistedDestination":  {Severity: "critical", KeepFiringFor: mustDuration("30m")},
 		"PodflowForbiddenCommunication": {Severity: "critical", KeepFiringFor: mustDuration("30m")},
 		"PodflowPortScan":               {Severity: "warning", For: mustDuration("2m")},
 		"PodflowFanOut":                 {Severity: "warning", For: mustDuration("2m")},
+		"PodflowConnectionSurge":        {Severity: "warning", For: mustDuration("5m")},
+		"PodflowUnansweredConnections":  {Severity: "warning", For: mustDuration("5m")},
+		"PodflowEgressAnomaly":          {Severity: "warning", For: mustDuration("10m")},
 		"PodflowBaselineLearning":       {Severity: "info"},
 		"PodflowExporterDown":           {Severity: "warning", For: mustDuration("5m")},
 		"PodflowCaptureLoss":            {Severity: "warning", For: mustDuration("15m")},
@@ -233,11 +257,22 @@ func (c *Config) Validate() error {
 	if c.Learning.PairActiveHours < 1 {
 		bad("learning.pair_active_hours: want at least 1")
 	}
-	if q := c.TrafficAnomaly.Quantile; q <= 0 || q > 1 {
-		bad("traffic_anomaly.quantile: want in (0, 1], got %v", q)
+	for name, b := range map[string]VolumeBand{"traffic_anomaly": c.TrafficAnomaly, "egress_anomaly": c.EgressAnomaly} {
+		if q := b.Quantile; q <= 0 || q > 1 {
+			bad("%s.quantile: want in (0, 1], got %v", name, q)
+		}
+		if b.QuantileFactor <= 0 || b.SeasonalFactor <= 0 || b.FloorBytesPerSecond < 0 {
+			bad("%s: factors must be positive and the floor not negative", name)
+		}
 	}
-	if c.TrafficAnomaly.QuantileFactor <= 0 || c.TrafficAnomaly.SeasonalFactor <= 0 || c.TrafficAnomaly.FloorBytesPerSecond < 0 {
-		bad("traffic_anomaly: factors must be positive and the floor not negative")
+	if q := c.ConnectionSurge.Quantile; q <= 0 || q > 1 {
+		bad("connection_surge.quantile: want in (0, 1], got %v", q)
+	}
+	if c.ConnectionSurge.Factor <= 0 || c.ConnectionSurge.FloorPerSecond < 0 {
+		bad("connection_surge: the factor must be positive and the floor not negative")
+	}
+	if h := c.UnansweredConnections.MinAnsweredHours; h < 1 || int64(h) > c.Baseline.Window.Hours() {
+		bad("unanswered_connections.min_answered_hours: want between 1 and the hours of the baseline window, got %d", h)
 	}
 	for name, s := range map[string]Spread{"port_scan": c.PortScan, "fan_out": c.FanOut} {
 		if s.Window.D < c.FastInterval.D || s.Min < 1 || s.Factor <= 0 {

@@ -21,6 +21,11 @@ func TestParseKeepsDefaultsForOmittedKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	alerts := string(files[AlertsFile])
+	// The scan condition appears in the scan alert and in the three alerts
+	// it holds back.
+	if n := strings.Count(alerts, "source_workload:podflow_destination_ports:count >= 50"); n != 4 {
+		t.Errorf("the port-scan condition appears %d times, want 4", n)
+	}
 	for _, want := range []string{">= 336)", "source_workload:podflow_destination_ports:count >= 50"} {
 		if !strings.Contains(alerts, want) {
 			t.Errorf("rendered alerts lack %q", want)
@@ -40,6 +45,11 @@ func TestParseRejectsBadValues(t *testing.T) {
 		{"alerts:\n  PodflowNope: {severity: info}\n", "alerts.PodflowNope"},
 		{"alerts:\n  PodflowFanOut: {severity: page}\n", "alerts.PodflowFanOut.severity"},
 		{"health:\n  capture_loss_ratio: 2\n", "capture_loss_ratio"},
+		{"egress_anomaly:\n  quantile: 0\n", "egress_anomaly.quantile"},
+		{"egress_anomaly:\n  floor_bytes_per_second: -1\n", "egress_anomaly: factors"},
+		{"connection_surge:\n  factor: 0\n", "connection_surge"},
+		{"unanswered_connections:\n  min_answered_hours: 0\n", "unanswered_connections.min_answered_hours"},
+		{"unanswered_connections:\n  min_answered_hours: 900\n", "unanswered_connections.min_answered_hours"},
 	} {
 		_, err := Parse([]byte(tc.values))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

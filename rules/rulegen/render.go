@@ -47,6 +47,8 @@ type view struct {
 	SeasonalAhead                string
 	Learned                      string // "the cluster's baseline is old enough" gate
 	KnownSource, KnownDest       string // workloads past their learning period, keyed by side
+	Scanning, FanningOut         string // sources whose spread of ports or destinations is far above their baseline
+	NotSpreading                 string // "unless on(source) (scanning or fanning out)"
 	SrcDisplay, DstDisplay       string // alert-template text naming each side
 }
 
@@ -83,6 +85,9 @@ func Render(c *Config) (map[string][]byte, error) {
 	v.Learned = fmt.Sprintf("on(%s) (last_over_time(cluster:podflow_up:hours_baseline[%s]) >= %d)", v.Agg, v.Lookback, v.ClusterHours)
 	v.KnownSource = knownAs("source", v.Agg, v.Lookback)
 	v.KnownDest = knownAs("destination", v.Agg, v.Lookback)
+	v.Scanning = spreadAbove("source_workload:podflow_destination_ports", c.PortScan, v.Src, v.Lookback)
+	v.FanningOut = spreadAbove("source_workload:podflow_destinations", c.FanOut, v.Src, v.Lookback)
+	v.NotSpreading = fmt.Sprintf("unless on(%s) (\n  %s\n  or\n  %s\n)", v.Src, indent(2, v.Scanning), indent(2, v.FanningOut))
 	v.SrcDisplay = display("source")
 	v.DstDisplay = display("destination")
 	week, hour := mustDuration("1w").D, mustDuration("1h").D
@@ -98,6 +103,9 @@ func Render(c *Config) (map[string][]byte, error) {
 			"runbook": func(alert string) string { return c.RunbookBaseURL + alert + ".md" },
 			"alert":   func(name string) Alert { return c.Alerts[name] },
 			"indent":  indent,
+			"seasonal": func(input string) string {
+				return seasonalExpr(input, c.Baseline.SeasonalRange.String(), v.Seasonal)
+			},
 			"head": func(name, category string) string {
 				a := c.Alerts[name]
 				lines := []string{"- alert: " + name}
@@ -191,6 +199,39 @@ func knownAs(side, agg, lookback string) string {
     "%s_namespace", "$1", "namespace", "(.*)"),
     "%s_workload", "$1", "workload", "(.*)"),
     "%s_kind", "$1", "kind", "(.*)")`, on, lookback, side, side, side)
+}
+
+// seasonalExpr is the seasonal prediction of an hourly peak series: the
+// median over the seasonal weeks of its highest value from an hour before
+// to seasonal_range after the same time of the week; weeks without data
+// drop out of the median.
+func seasonalExpr(input, span string, terms []seasonalTerm) string {
+	var b strings.Builder
+	b.WriteString("quantile without (week) (0.5,")
+	for i, t := range terms {
+		sep := "   "
+		if i > 0 {
+			sep = "or "
+		}
+		fmt.Fprintf(&b, "\n  %slabel_replace(max_over_time(%s[%s] offset %s), \"week\", \"%d\", \"\", \"\")", sep, input, span, t.Offset, t.Week)
+	}
+	b.WriteString("\n)")
+	return b.String()
+}
+
+// spreadAbove selects the sources whose count (prefix:count) reaches the
+// spread's minimum and exceeds its factor times the source's highest count
+// in the baseline (prefix:max_baseline). A source without a baseline has
+// no upper limit but the minimum.
+func spreadAbove(prefix string, s Spread, src, lookback string) string {
+	return fmt.Sprintf(`(
+  %[1]s:count >= %[2]d
+  unless on(%[3]s) (
+    %[1]s:count
+      <= on(%[3]s)
+    last_over_time(%[1]s:max_baseline[%[4]s]) * %[5]g
+  )
+)`, prefix, s.Min, src, lookback, s.Factor)
 }
 
 // display is the alert template naming one side: namespace/workload (kind),

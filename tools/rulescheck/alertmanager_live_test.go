@@ -82,6 +82,7 @@ func TestInhibitionInAlertmanager(t *testing.T) {
 		"down":      {"alertname": "PodflowExporterDown", "severity": "warning", "category": "health", "cluster": "prod", "job": "podflow", "instance": "10.0.0.1:9810"},
 		"new":       merge(pairLabels("web", "cache", "Deployment"), "alertname", "PodflowNewCommunication", "severity", "warning", "category", "security"),
 		"scan":      merge(map[string]string{"cluster": "prod", "source_namespace": "shop", "source_workload": "evil", "source_kind": "Deployment"}, "alertname", "PodflowPortScan", "severity", "warning", "category", "security"),
+		"scanport":  merge(pairLabels("evil", "db", "Deployment"), "alertname", "PodflowNewDestinationPort", "severity", "warning", "category", "security", "destination_port", "6432", "protocol", "TCP"),
 		"denylist":  merge(pairLabels("web", "denylist-tor", "Network"), "alertname", "PodflowDenylistedDestination", "severity", "critical", "category", "security", "destination_port", "9001", "protocol", "TCP"),
 		"network":   merge(pairLabels("web", "denylist-tor", "Network"), "alertname", "PodflowNewExternalNetwork", "severity", "warning", "category", "security"),
 		"staging":   merge(merge(pairLabels("web", "cache", "Deployment"), "cluster", "staging"), "alertname", "PodflowNewCommunication", "severity", "warning", "category", "security"),
@@ -91,6 +92,7 @@ func TestInhibitionInAlertmanager(t *testing.T) {
 		"down":      false,
 		"new":       true,  // exporter down in the same cluster
 		"scan":      true,  // exporter down in the same cluster
+		"scanport":  true,  // the source's port scan (and the exporter)
 		"denylist":  false, // policy alerts are never held back
 		"network":   true,  // the critical of the same pair (and the exporter)
 		"staging":   false, // another cluster
@@ -126,7 +128,8 @@ func TestInhibitionInAlertmanager(t *testing.T) {
 		}
 	}
 
-	// Once the exporter is back, only the pair's critical holds anything back.
+	// Once the exporter is back, only the pair's critical and the source's
+	// port scan hold anything back.
 	post = []map[string]any{{"labels": alerts["down"], "startsAt": now.Format(time.RFC3339), "endsAt": time.Now().UTC().Add(-time.Second).Format(time.RFC3339)}}
 	body, _ = json.Marshal(post)
 	resp, err = http.Post(base+"/api/v2/alerts", "application/json", bytes.NewReader(body))
@@ -135,7 +138,7 @@ func TestInhibitionInAlertmanager(t *testing.T) {
 	}
 	resp.Body.Close()
 	delete(alerts, "down")
-	want = map[string]bool{"new": false, "scan": false, "denylist": false, "network": true, "staging": false, "forbidden": false}
+	want = map[string]bool{"new": false, "scan": false, "scanport": true, "denylist": false, "network": true, "staging": false, "forbidden": false}
 	deadline = time.Now().Add(15 * time.Second)
 	for {
 		got = inhibitedAlerts(t, base, alerts)

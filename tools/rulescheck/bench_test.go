@@ -17,11 +17,12 @@ import (
 )
 
 // BenchmarkHourlyGroups times one evaluation of each hourly rule group (and,
-// for scale, of the per-minute security alerts that read them) over
+// for scale, of the per-minute security alert groups that read them) over
 // synthetic data shaped like a cluster after 35 days: N workload pairs
 // (N/10 sources with 10 destinations each, one port per pair), one hourly
 // sample per pair series for 35 days and a day, and the last hour of the
-// fast tier at one-minute resolution. Run with `make bench-rules`; it
+// fast tier at one-minute resolution. BenchmarkFastGroups times the
+// per-minute groups over raw counters. Run with `make bench-rules`; it
 // writes a TSDB block of its own in a temporary directory.
 func BenchmarkHourlyGroups(b *testing.B) {
 	for _, pairs := range []int{1000, 10000} {
@@ -71,7 +72,7 @@ func benchHourly(b *testing.B, pairs int) {
 		b.Fatal(errs)
 	}
 	ts := time.UnixMilli(end)
-	for _, name := range []string{"podflow.hourly-downsample", "podflow.hourly-baseline", "podflow.security-alerts"} {
+	for _, name := range []string{"podflow.hourly-downsample", "podflow.hourly-baseline", "podflow.security-alerts", "podflow.security-anomaly-alerts"} {
 		var g *rules.Group
 		for _, candidate := range groups {
 			if candidate.Name() == name {
@@ -179,6 +180,8 @@ func writeSynthetic(ctx context.Context, dir string, logger *slog.Logger, pairs 
 			{"workload_pair_port:podflow_packets:present1h", port, one},
 			{"workload_pair:podflow_bytes:rate1h", pair, rate},
 			{"workload_pair:podflow_bytes:max1h_rate5m", pair, func(t int64) float64 { return 1.2 * rate(t) }},
+			{"workload_pair:podflow_connections:max1h_rate5m", pair, func(t int64) float64 { return rate(t) / 5000 }},
+			{"workload_pair_port:podflow_packets:reply_present1h", port, one},
 		}
 		for _, s := range hourly {
 			if err := write(labels.FromStrings(append([]string{"__name__", s.name}, s.ls...)...), 0, hourMs, s.value); err != nil {
@@ -191,6 +194,14 @@ func writeSynthetic(ctx context.Context, dir string, logger *slog.Logger, pairs 
 			if err := write(ls, last, minuteMs, rate); err != nil {
 				return samples, err
 			}
+			ls = labels.FromStrings(append([]string{"__name__", "workload_pair_port:podflow_packets:rate5m", "direction", dir}, port...)...)
+			if err := write(ls, last, minuteMs, func(t int64) float64 { return rate(t) / 500 }); err != nil {
+				return samples, err
+			}
+		}
+		ls := labels.FromStrings(append([]string{"__name__", "workload_pair:podflow_connections:rate5m"}, pair...)...)
+		if err := write(ls, last, minuteMs, func(t int64) float64 { return rate(t) / 5000 }); err != nil {
+			return samples, err
 		}
 		for _, s := range []struct {
 			name string
@@ -218,6 +229,14 @@ func writeSynthetic(ctx context.Context, dir string, logger *slog.Logger, pairs 
 			if err := write(labels.FromStrings(append([]string{"__name__", name}, src...)...), end-hourMs, minuteMs, func(int64) float64 { return 10 }); err != nil {
 				return samples, err
 			}
+		}
+		// Every source sends to the outside a little, with a daily cycle.
+		egress := func(t int64) float64 { return float64(500 + 100*((t/hourMs)%24)) }
+		if err := write(labels.FromStrings(append([]string{"__name__", "source_workload:podflow_bytes:egress_max1h_rate5m"}, src...)...), 0, hourMs, egress); err != nil {
+			return samples, err
+		}
+		if err := write(labels.FromStrings(append([]string{"__name__", "source_workload:podflow_bytes:egress_rate5m"}, src...)...), end-hourMs, minuteMs, egress); err != nil {
+			return samples, err
 		}
 	}
 	if err := write(labels.FromStrings("__name__", "cluster:podflow_up:present1h"), 0, hourMs, one); err != nil {

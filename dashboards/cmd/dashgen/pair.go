@@ -81,9 +81,9 @@ func baselinePanel(pair []string) *timeseries.PanelBuilder {
 		return fmt.Sprintf("sum(last_over_time(%s[2h]))", metric(rule, append([]string{cluster}, pair...)...))
 	}
 	return timeSeriesPanel("Traffic against baseline",
-		"The pair's bytes per second (both directions), its mean over the last hour (what PodflowTrafficAnomaly compares), "+
-			"the upper band of its 35-day baseline (the larger of 2 x the 0.99 quantile of its hourly rates and 1.5 x its usual rate at this time of the week, at least 1 KiB/s) "+
-			"and the seasonal prediction. The band appears after the first hourly rule evaluation; the alert waits for 72 active hours of the pair.",
+		"The pair's bytes per second (both directions, over 5m: what PodflowTrafficAnomaly compares), its mean over the last hour, "+
+			"the upper band of its 35-day baseline (the larger of 2 x the 0.99 quantile of its hourly peak 5m rates and 1.5 x its usual peak at this time of the week, at least 1 KiB/s) "+
+			"and the seasonal prediction. The band appears after the first hourly rule evaluation; the alert waits for 72 active hours of the pair and fires when the rate stays above the band for 5m.",
 		"Bps", false,
 		rangeQ("A", fmt.Sprintf("sum(%s)", pairRate("bytes", pair...)), "traffic"),
 		rangeQ("B", fmt.Sprintf("sum(sum_over_time(%s[1h])) / 60", pairRate("bytes", pair...)), "mean over 1h"),
