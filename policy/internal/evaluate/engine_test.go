@@ -1,0 +1,147 @@
+package evaluate
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"testing"
+
+	v1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/rest"
+	npav1alpha1 "sigs.k8s.io/network-policy-api/apis/v1alpha1"
+	npaclient "sigs.k8s.io/network-policy-api/pkg/client/clientset/versioned"
+)
+
+func ns(name string) *v1.Namespace {
+	return &v1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"kubernetes.io/metadata.name": name}}}
+}
+
+func pod(namespace, name, ip string, labels map[string]string) *v1.Pod {
+	return &v1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, Labels: labels},
+		Spec:       v1.PodSpec{NodeName: "n1"},
+		Status:     v1.PodStatus{Phase: v1.PodRunning, PodIP: ip, PodIPs: []v1.PodIP{{IP: ip}}},
+	}
+}
+
+// testObjects: in namespace a, x may reach y on TCP 80 only; namespace b
+// has no policy. The AdminNetworkPolicy denies a to b.
+func testObjects() ([]runtime.Object, []runtime.Object) {
+	tcp := v1.ProtocolTCP
+	port := intstr.FromInt32(80)
+	np := &networkingv1.NetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: "y"},
+		Spec: networkingv1.NetworkPolicySpec{
+			PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "y"}},
+			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
+			Ingress: []networkingv1.NetworkPolicyIngressRule{{
+				From:  []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "x"}}}},
+				Ports: []networkingv1.NetworkPolicyPort{{Protocol: &tcp, Port: &port}},
+			}},
+		},
+	}
+	anp := &npav1alpha1.AdminNetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "deny-a-to-b"},
+		Spec: npav1alpha1.AdminNetworkPolicySpec{
+			Priority: 10,
+			Subject:  npav1alpha1.AdminNetworkPolicySubject{Namespaces: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": "a"}}},
+			Egress: []npav1alpha1.AdminNetworkPolicyEgressRule{{
+				Name:   "b",
+				Action: npav1alpha1.AdminNetworkPolicyRuleActionDeny,
+				To:     []npav1alpha1.AdminNetworkPolicyEgressPeer{{Namespaces: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": "b"}}}},
+			}},
+		},
+	}
+	core := []runtime.Object{
+		ns("a"), ns("b"),
+		pod("a", "x", "10.0.0.1", map[string]string{"app": "x"}),
+		pod("a", "y", "10.0.0.2", map[string]string{"app": "y"}),
+		pod("a", "z", "10.0.0.3", map[string]string{"app": "z"}),
+		pod("b", "w", "10.0.1.1", map[string]string{"app": "w"}),
+		np,
+	}
+	return core, []runtime.Object{anp}
+}
+
+// npaServer serves AdminNetworkPolicies from a fixed list, the way an API
+// server does to an informer: a list, then a watch that stays open. The
+// generated fake clientset of the pinned network-policy-api does not build
+// against this client-go.
+func npaServer(t *testing.T, objs []runtime.Object) npaclient.Interface {
+	var items []npav1alpha1.AdminNetworkPolicy
+	for _, o := range objs {
+		anp := *o.(*npav1alpha1.AdminNetworkPolicy)
+		anp.TypeMeta = metav1.TypeMeta{Kind: "AdminNetworkPolicy", APIVersion: "policy.networking.k8s.io/v1alpha1"}
+		anp.ResourceVersion = "1"
+		items = append(items, anp)
+	}
+	stop := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		if r.URL.Query().Get("watch") != "true" {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		// A streamed initial list (client-go's default): every object, then
+		// the bookmark that ends the initial events; then an idle watch.
+		kind := "BaselineAdminNetworkPolicy"
+		if r.URL.Path == "/apis/policy.networking.k8s.io/v1alpha1/adminnetworkpolicies" {
+			kind = "AdminNetworkPolicy"
+			for _, anp := range items {
+				_ = enc.Encode(map[string]any{"type": "ADDED", "object": anp})
+			}
+		}
+		_ = enc.Encode(map[string]any{"type": "BOOKMARK", "object": map[string]any{
+			"kind": kind, "apiVersion": "policy.networking.k8s.io/v1alpha1",
+			"metadata": map[string]any{"resourceVersion": "1", "annotations": map[string]string{"k8s.io/initial-events-end": "true"}},
+		}})
+		w.(http.Flusher).Flush()
+		select {
+		case <-r.Context().Done():
+		case <-stop:
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(stop) }) // runs first: ends the open watches
+	c, err := npaclient.NewForConfig(&rest.Config{Host: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestEngineVerdicts(t *testing.T) {
+	ctx := t.Context()
+	core, admin := testObjects()
+	e, err := New(ctx, fake.NewClientset(core...), npaServer(t, admin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := netip.MustParseAddr
+	for _, tc := range []struct {
+		name string
+		c    Conn
+		want bool
+	}{
+		{"allowed port", Conn{Src: a("10.0.0.1"), Dst: a("10.0.0.2"), SrcPort: 40000, DstPort: 80, Protocol: v1.ProtocolTCP}, true},
+		{"other port", Conn{Src: a("10.0.0.1"), Dst: a("10.0.0.2"), SrcPort: 40000, DstPort: 81, Protocol: v1.ProtocolTCP}, false},
+		{"other protocol", Conn{Src: a("10.0.0.1"), Dst: a("10.0.0.2"), SrcPort: 40000, DstPort: 80, Protocol: v1.ProtocolUDP}, false},
+		{"other source", Conn{Src: a("10.0.0.3"), Dst: a("10.0.0.2"), SrcPort: 40000, DstPort: 80, Protocol: v1.ProtocolTCP}, false},
+		{"no policy on destination", Conn{Src: a("10.0.0.2"), Dst: a("10.0.0.3"), SrcPort: 40000, DstPort: 9, Protocol: v1.ProtocolTCP}, true},
+		{"admin deny", Conn{Src: a("10.0.0.1"), Dst: a("10.0.1.1"), SrcPort: 40000, DstPort: 80, Protocol: v1.ProtocolTCP}, false},
+		{"admin deny does not cover b to a", Conn{Src: a("10.0.1.1"), Dst: a("10.0.0.3"), SrcPort: 40000, DstPort: 80, Protocol: v1.ProtocolTCP}, true},
+		{"outside address", Conn{Src: a("10.0.0.3"), Dst: a("192.0.2.1"), SrcPort: 40000, DstPort: 443, Protocol: v1.ProtocolTCP}, true},
+	} {
+		if got := e.Allowed(context.Background(), tc.c); got != tc.want {
+			t.Errorf("%s: allowed = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
