@@ -24,14 +24,14 @@ import (
 // (packet.go): the engine's verdict function takes it by value. The field
 // order and types must stay identical; TestEngineVerdicts fails otherwise.
 type packet struct {
-	id      uint32
+	id      uint32 //nolint:unused // layout of the mirrored type
 	family  v1.IPFamily
 	srcIP   net.IP
 	dstIP   net.IP
 	proto   v1.Protocol
 	srcPort int
 	dstPort int
-	payload []byte
+	payload []byte //nolint:unused // layout of the mirrored type
 }
 
 // evaluatePacket is the engine's own verdict for a connection's first packet
@@ -101,29 +101,20 @@ func New(ctx context.Context, client kubernetes.Interface, npa npaclient.Interfa
 	return &Engine{ctrl: ctrl}, nil
 }
 
-// Conn is a connection to evaluate: the initiator's address and the
-// responder's address and port after DNAT. Port 0 with TCP, UDP or SCTP is
-// not a connection; ICMP has no ports.
-type Conn struct {
-	Src, Dst netip.Addr
-	SrcPort  int
-	DstPort  int
-	Protocol v1.Protocol
-}
-
-// Allowed returns the engine's verdict on the connection's first packet.
-func (e *Engine) Allowed(ctx context.Context, c Conn) bool {
+// Allowed returns the engine's verdict on a connection's first packet from
+// src to dst on dstPort (after DNAT) with proto. ICMP has no ports.
+func (e *Engine) Allowed(ctx context.Context, src, dst netip.Addr, dstPort int, proto v1.Protocol) bool {
 	fam := v1.IPv4Protocol
-	if c.Dst.Is6() && !c.Dst.Is4In6() {
+	if dst.Unmap().Is6() {
 		fam = v1.IPv6Protocol
 	}
-	src, dst := c.Src.Unmap(), c.Dst.Unmap()
+	src, dst = src.Unmap(), dst.Unmap()
 	return evaluatePacket(e.ctrl, ctx, packet{
 		family:  fam,
 		srcIP:   net.IP(src.AsSlice()),
 		dstIP:   net.IP(dst.AsSlice()),
-		proto:   c.Protocol,
-		srcPort: c.SrcPort,
-		dstPort: c.DstPort,
+		proto:   proto,
+		srcPort: 40000, // an ephemeral port, as a real client's would be
+		dstPort: dstPort,
 	})
 }

@@ -118,6 +118,12 @@ func npaServer(t *testing.T, objs []runtime.Object) npaclient.Interface {
 	return c
 }
 
+type conn struct {
+	src, dst netip.Addr
+	port     int
+	proto    v1.Protocol
+}
+
 func TestEngineVerdicts(t *testing.T) {
 	ctx := t.Context()
 	core, admin := testObjects()
@@ -128,19 +134,19 @@ func TestEngineVerdicts(t *testing.T) {
 	a := netip.MustParseAddr
 	for _, tc := range []struct {
 		name string
-		c    Conn
+		c    conn
 		want bool
 	}{
-		{"allowed port", Conn{Src: a("10.0.0.1"), Dst: a("10.0.0.2"), SrcPort: 40000, DstPort: 80, Protocol: v1.ProtocolTCP}, true},
-		{"other port", Conn{Src: a("10.0.0.1"), Dst: a("10.0.0.2"), SrcPort: 40000, DstPort: 81, Protocol: v1.ProtocolTCP}, false},
-		{"other protocol", Conn{Src: a("10.0.0.1"), Dst: a("10.0.0.2"), SrcPort: 40000, DstPort: 80, Protocol: v1.ProtocolUDP}, false},
-		{"other source", Conn{Src: a("10.0.0.3"), Dst: a("10.0.0.2"), SrcPort: 40000, DstPort: 80, Protocol: v1.ProtocolTCP}, false},
-		{"no policy on destination", Conn{Src: a("10.0.0.2"), Dst: a("10.0.0.3"), SrcPort: 40000, DstPort: 9, Protocol: v1.ProtocolTCP}, true},
-		{"admin deny", Conn{Src: a("10.0.0.1"), Dst: a("10.0.1.1"), SrcPort: 40000, DstPort: 80, Protocol: v1.ProtocolTCP}, false},
-		{"admin deny does not cover b to a", Conn{Src: a("10.0.1.1"), Dst: a("10.0.0.3"), SrcPort: 40000, DstPort: 80, Protocol: v1.ProtocolTCP}, true},
-		{"outside address", Conn{Src: a("10.0.0.3"), Dst: a("192.0.2.1"), SrcPort: 40000, DstPort: 443, Protocol: v1.ProtocolTCP}, true},
+		{"allowed port", conn{a("10.0.0.1"), a("10.0.0.2"), 80, v1.ProtocolTCP}, true},
+		{"other port", conn{a("10.0.0.1"), a("10.0.0.2"), 81, v1.ProtocolTCP}, false},
+		{"other protocol", conn{a("10.0.0.1"), a("10.0.0.2"), 80, v1.ProtocolUDP}, false},
+		{"other source", conn{a("10.0.0.3"), a("10.0.0.2"), 80, v1.ProtocolTCP}, false},
+		{"no policy on destination", conn{a("10.0.0.2"), a("10.0.0.3"), 9, v1.ProtocolTCP}, true},
+		{"admin deny", conn{a("10.0.0.1"), a("10.0.1.1"), 80, v1.ProtocolTCP}, false},
+		{"admin deny does not cover b to a", conn{a("10.0.1.1"), a("10.0.0.3"), 80, v1.ProtocolTCP}, true},
+		{"outside address", conn{a("10.0.0.3"), a("192.0.2.1"), 443, v1.ProtocolTCP}, true},
 	} {
-		if got := e.Allowed(context.Background(), tc.c); got != tc.want {
+		if got := e.Allowed(context.Background(), tc.c.src, tc.c.dst, tc.c.port, tc.c.proto); got != tc.want {
 			t.Errorf("%s: allowed = %v, want %v", tc.name, got, tc.want)
 		}
 	}
