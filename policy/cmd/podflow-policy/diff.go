@@ -12,23 +12,30 @@ import (
 
 	"github.com/podflow/podflow/policy/internal/diff"
 	"github.com/podflow/podflow/policy/internal/evaluate"
+	"github.com/podflow/podflow/policy/prom"
 )
 
 type diffCmd struct {
 	common
-	admin   bool
-	verbose bool
+	admin    bool
+	verbose  bool
+	observed string
 }
 
 func (d *diffCmd) register(cmd *kingpin.CmdClause) {
 	cmd.Flag("admin-policies", "Evaluate AdminNetworkPolicies and BaselineAdminNetworkPolicies too (their CRDs must be installed).").
 		Default("true").BoolVar(&d.admin)
+	cmd.Flag("observed", "Which traffic to check: baseline (the hourly series the baseline keeps, over --baseline.window) or recent (podflow's counters, over a --baseline.window within the raw retention, e.g. 1h).").
+		Default("baseline").EnumVar(&d.observed, "baseline", "recent")
 	cmd.Flag("verbose", "List every observed pair with its verdict, not only the denied ones.").BoolVar(&d.verbose)
 }
 
 func (d *diffCmd) run(ctx context.Context, stdout io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, d.timeout)
 	defer cancel()
+	if d.observed == "recent" {
+		d.tier = prom.Raw
+	}
 	e, pairs, inv, err := d.observe(ctx, "", nil)
 	if err != nil {
 		return err

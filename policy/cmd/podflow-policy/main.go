@@ -40,6 +40,7 @@ type common struct {
 	networks    string
 	dnsService  string
 	timeout     time.Duration
+	tier        prom.Tier
 }
 
 func (c *common) register(cmd *kingpin.CmdClause) {
@@ -89,7 +90,7 @@ func (c *common) load() (*env, error) {
 	return &env{
 		rules:  cfg,
 		window: window,
-		api:    prom.Query{Window: window, Matchers: c.matchers, JobSelector: cfg.JobSelector},
+		api:    prom.Query{Window: window, Tier: c.tier, Matchers: c.matchers, JobSelector: cfg.JobSelector},
 		kube:   kube,
 		nets:   nets,
 	}, nil
