@@ -98,6 +98,13 @@ func Check(ctx context.Context, e Engine, r Resolver, pairs []prom.Pair) []Verdi
 	out := make([]Verdict, 0, len(pairs))
 	for _, p := range pairs {
 		v := Verdict{Pair: p}
+		if p.Protocol == "ICMP" || p.Protocol == "ICMPv6" {
+			// NetworkPolicy has no ICMP rules: whether a policy drops it
+			// (neighbour discovery above all) differs between CNIs.
+			v.Reason = "NetworkPolicy cannot express " + p.Protocol
+			out = append(out, v)
+			continue
+		}
 		var why string
 		if v.Src, why = r.Addr(p.Source); why == "" {
 			v.Dst, why = r.Addr(p.Destination)
