@@ -144,8 +144,21 @@ func (n Networks) Blocks(name string) ([]Block, bool) {
 		}
 		roots = ps
 	}
+	covered := func(root netip.Prefix) bool {
+		for k, ps := range n {
+			for _, p := range ps {
+				if k != name && p.Bits() <= root.Bits() && p.Contains(root.Addr()) {
+					return true
+				}
+			}
+		}
+		return false
+	}
 	var out []Block
 	for _, r := range roots {
+		if (name == "private" || name == "internet") && covered(r) {
+			continue // a named network holds all of it
+		}
 		except := named(r)
 		if name == "internet" {
 			for _, p := range Private {
