@@ -48,7 +48,7 @@ func newCluster(t *testing.T) cluster {
 		sel := inventory.Stable(&metav1.LabelSelector{MatchLabels: labels})
 		c.inv.Workloads[k] = inventory.Workload{Key: k, Selector: sel}
 		a := netip.MustParseAddr(ip)
-		c.inv.Pods = append(c.inv.Pods, inventory.Pod{Namespace: ns, Labels: labels, IP: a})
+		c.inv.Pods = append(c.inv.Pods, inventory.Pod{Namespace: ns, Labels: labels, IP: a, Owner: k})
 		c.objs = append(c.objs, &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-0", Labels: labels},
 			Spec:       corev1.PodSpec{NodeName: "n1"},

@@ -13,7 +13,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -63,6 +62,9 @@ type Pod struct {
 	Namespace string
 	Labels    map[string]string
 	IP        netip.Addr
+	// Owner is the workload the pod belongs to, by ownerReferences (as
+	// podflow names it): a ReplicaSet's Deployment, a Job's CronJob.
+	Owner Key
 }
 
 // Inventory is what generation reads from the cluster.
@@ -165,7 +167,12 @@ func Load(ctx context.Context, c kubernetes.Interface, o Options) (*Inventory, e
 	if err != nil {
 		return nil, fmt.Errorf("list replicasets: %w", err)
 	}
+	// parents maps kind/namespace/name of a ReplicaSet or Job to its owner.
+	parents := map[Key]Key{}
 	for _, r := range rss.Items {
+		if o, ok := controller(r.OwnerReferences); ok {
+			parents[Key{r.Namespace, "ReplicaSet", r.Name}] = Key{r.Namespace, o.Kind, o.Name}
+		}
 		if !ownedBy(r.OwnerReferences, "Deployment") {
 			add(r.Namespace, "ReplicaSet", r.Name, r.Spec.Selector, r.Spec.Template.Spec)
 		}
@@ -175,6 +182,9 @@ func Load(ctx context.Context, c kubernetes.Interface, o Options) (*Inventory, e
 		return nil, fmt.Errorf("list jobs: %w", err)
 	}
 	for _, j := range jobs.Items {
+		if o, ok := controller(j.OwnerReferences); ok {
+			parents[Key{j.Namespace, "Job", j.Name}] = Key{j.Namespace, o.Kind, o.Name}
+		}
 		// A Job's own selector is its run's controller-uid: select by the
 		// template's stable labels instead.
 		if !ownedBy(j.OwnerReferences, "CronJob") {
@@ -201,7 +211,14 @@ func Load(ctx context.Context, c kubernetes.Interface, o Options) (*Inventory, e
 			add(p.Namespace, "Pod", p.Name, labelsSelector(p.Labels), p.Spec)
 		}
 		if ip, err := netip.ParseAddr(p.Status.PodIP); err == nil && p.Status.Phase == corev1.PodRunning {
-			inv.Pods = append(inv.Pods, Pod{Namespace: p.Namespace, Labels: p.Labels, IP: ip})
+			owner := Key{p.Namespace, "Pod", p.Name}
+			if o, ok := controller(p.OwnerReferences); ok {
+				owner = Key{p.Namespace, o.Kind, o.Name}
+				if parent, ok := parents[owner]; ok {
+					owner = parent
+				}
+			}
+			inv.Pods = append(inv.Pods, Pod{Namespace: p.Namespace, Labels: p.Labels, IP: ip, Owner: owner})
 		}
 	}
 	nodes, err := c.CoreV1().Nodes().List(ctx, lo)
@@ -232,6 +249,15 @@ func Load(ctx context.Context, c kubernetes.Interface, o Options) (*Inventory, e
 	return inv, nil
 }
 
+func controller(refs []metav1.OwnerReference) (metav1.OwnerReference, bool) {
+	for _, r := range refs {
+		if r.Controller != nil && *r.Controller {
+			return r, true
+		}
+	}
+	return metav1.OwnerReference{}, false
+}
+
 func ownedBy(refs []metav1.OwnerReference, kind string) bool {
 	for _, r := range refs {
 		if r.Controller != nil && *r.Controller && r.Kind == kind {
@@ -241,18 +267,11 @@ func ownedBy(refs []metav1.OwnerReference, kind string) bool {
 	return false
 }
 
-// Addr returns the address of a running pod the workload selects.
+// Addr returns the address of a running pod of the workload, found by its
+// owner references as podflow attributes pods.
 func (inv *Inventory) Addr(k Key) (netip.Addr, bool) {
-	w, ok := inv.Workloads[k]
-	if !ok || w.Selector == nil {
-		return netip.Addr{}, false
-	}
-	sel, err := metav1.LabelSelectorAsSelector(w.Selector)
-	if err != nil {
-		return netip.Addr{}, false
-	}
 	for _, p := range inv.Pods {
-		if p.Namespace == k.Namespace && sel.Matches(labels.Set(p.Labels)) {
+		if p.Owner == k {
 			return p.IP, true
 		}
 	}

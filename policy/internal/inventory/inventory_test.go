@@ -38,7 +38,10 @@ func TestLoad(t *testing.T) {
 		}},
 		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "debug", Labels: map[string]string{"run": "debug"}},
 			Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.0.0.9"}},
-		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web-x-1", Labels: map[string]string{"app": "web", "pod-template-hash": "x"}},
+		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "nightly-1-a", OwnerReferences: []metav1.OwnerReference{{Kind: "Job", Name: "nightly-1", Controller: &yes}}},
+			Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.0.0.7"}},
+		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web-x-1", Labels: map[string]string{"app": "web", "pod-template-hash": "x"},
+			OwnerReferences: []metav1.OwnerReference{{Kind: "ReplicaSet", Name: "web-x", Controller: &yes}}},
 			Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.0.0.1"}},
 		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}, Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "192.168.0.1"}, {Type: corev1.NodeHostName, Address: "n1"}}}},
 		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "kube-dns"}, Spec: corev1.ServiceSpec{
@@ -76,6 +79,9 @@ func TestLoad(t *testing.T) {
 	}
 	if a, ok := inv.Addr(Key{"shop", "Deployment", "web"}); !ok || a != netip.MustParseAddr("10.0.0.1") {
 		t.Errorf("Addr(web) = %v %v", a, ok)
+	}
+	if a, ok := inv.Addr(Key{"shop", "CronJob", "nightly"}); !ok || a != netip.MustParseAddr("10.0.0.7") {
+		t.Errorf("Addr(nightly) = %v %v", a, ok)
 	}
 	if got := inv.Nodes["n1"]; len(got) != 1 || got[0] != netip.MustParseAddr("192.168.0.1") {
 		t.Errorf("node addresses %v", got)
