@@ -22,10 +22,14 @@ type Endpoint struct {
 	Kind      string
 }
 
-// String is namespace/workload (kind), or the bare name of an endpoint
-// outside every namespace.
+// String is namespace/workload (kind), the bare name of an endpoint outside
+// every namespace, or "-" for an endpoint without a name (Unknown): always
+// two words, so that tables of endpoints split into columns.
 func (e Endpoint) String() string {
-	if e.Namespace == "" {
+	switch {
+	case e.Workload == "" && e.Namespace == "":
+		return "- (" + e.Kind + ")"
+	case e.Namespace == "":
 		return e.Workload + " (" + e.Kind + ")"
 	}
 	return e.Namespace + "/" + e.Workload + " (" + e.Kind + ")"

@@ -230,3 +230,15 @@ func TestFlagsAndValidate(t *testing.T) {
 		t.Fatalf("http config file: %+v, %v", hc, err)
 	}
 }
+
+func TestEndpointStringIsTwoWords(t *testing.T) {
+	for e, want := range map[Endpoint]string{
+		{"shop", "web", "Deployment"}: "shop/web (Deployment)",
+		{"", "internet", "Network"}:   "internet (Network)",
+		{"", "", "Unknown"}:           "- (Unknown)",
+	} {
+		if got := e.String(); got != want || len(strings.Fields(got)) != 2 {
+			t.Errorf("%#v: %q, want %q", e, got, want)
+		}
+	}
+}

@@ -95,7 +95,7 @@ func baseline() []prom.Pair {
 func TestGenerateAllowsTheBaselineAndNothingElse(t *testing.T) {
 	c := newCluster(t)
 	pairs := append(baseline(),
-		prom.Pair{Source: web, Destination: ep("", "10.9.9.9", "Unknown"), Port: 80, Protocol: "TCP", ActiveHours: 5, Bytes: 1234},
+		prom.Pair{Source: web, Destination: ep("", "", "Unknown"), Port: 80, Protocol: "TCP", ActiveHours: 5, Bytes: 1234},
 		prom.Pair{Source: scraper, Destination: db, Port: 0, Protocol: "ICMP", ActiveHours: 5},
 		prom.Pair{Source: scraper, Destination: web, Port: 22, Protocol: "TCP", ActiveHours: 0},
 	)
