@@ -29,6 +29,7 @@ include exporter/exporter.mk
 -include dashboards/dashboards.mk
 -include kustomize/kustomize.mk
 -include e2e/e2e.mk
+-include policy/policy.mk
 
 # TEST_TARGETS grows as each fragment appends its own test target.
 .PHONY: test
