@@ -23,6 +23,7 @@ REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 help: ## List the targets with what they do.
 	@awk 'BEGIN {FS = ":.*?## "} /^[a-zA-Z0-9_.-]+:.*?## / {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST) | sort
 
+include tools/setup/setup.mk
 include tools/tools.mk
 include exporter/exporter.mk
 -include rules/rules.mk
@@ -32,5 +33,5 @@ include exporter/exporter.mk
 
 # TEST_TARGETS grows as each fragment appends its own test target.
 .PHONY: test
-test: $(TEST_TARGETS) ## Run everything CI runs: unit, integration (root), rules, dashboards, kustomize, e2e.
+test: setup $(TEST_TARGETS) ## Run everything CI runs: unit, integration (root), rules, dashboards, kustomize, e2e.
 	@echo "make test: all of $(TEST_TARGETS) passed"
