@@ -29,6 +29,7 @@ include exporter/exporter.mk
 -include rules/rules.mk
 -include dashboards/dashboards.mk
 -include kustomize/kustomize.mk
+-include policy/topology/topology.mk
 -include e2e/e2e.mk
 
 # TEST_TARGETS grows as each fragment appends its own test target.

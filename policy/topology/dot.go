@@ -59,21 +59,21 @@ func WriteDOT(w io.Writer, g *Graph) error {
 	fmt.Fprintf(&b, "  graph [rankdir=LR, fontname=\"Helvetica\", fontsize=12, labelloc=t, nodesep=0.35, ranksep=1.1, label=%s];\n", quote(Title(g)))
 	fmt.Fprintf(&b, "  node [fontname=\"Helvetica\", fontsize=10, shape=box, style=\"rounded,filled\", fillcolor=\"#eef4fb\", color=\"#52606d\"];\n")
 	fmt.Fprintf(&b, "  edge [fontname=\"Helvetica\", fontsize=9, color=%q, fontcolor=%q, arrowsize=0.7];\n", colourEdge, colourText)
-	group := ""
+	open := ""
 	for i, ep := range eps {
-		if ep.Group() != group {
-			if group != "" {
+		if group(ep) != open {
+			if open != "" {
 				b.WriteString("  }\n")
 			}
-			group = ep.Group()
+			open = group(ep)
 			fmt.Fprintf(&b, "  subgraph %s {\n    label=%s; style=rounded; color=%q; fontcolor=%q;\n",
-				quote(fmt.Sprintf("cluster_%d", i)), quote(group), colourGroup, colourText)
+				quote(fmt.Sprintf("cluster_%d", i)), quote(open), colourGroup, colourText)
 		}
 		ids[ep] = fmt.Sprintf("n%d", i)
 		attrs := []string{
-			"id=" + quote("node_"+sanitize(ep.id())),
+			"id=" + quote("node_"+sanitize(id(ep))),
 			"label=" + quote(ep.Workload, ep.Kind),
-			"tooltip=" + quote(ep.Name()+" ("+ep.Kind+")"),
+			"tooltip=" + quote(name(ep)+" ("+ep.Kind+")"),
 		}
 		if s, ok := shapes[ep.Kind]; ok && s != "box" {
 			attrs = append(attrs, "shape="+s)
@@ -89,7 +89,7 @@ func WriteDOT(w io.Writer, g *Graph) error {
 		}
 		fmt.Fprintf(&b, "    %s [%s];\n", ids[ep], strings.Join(attrs, ", "))
 	}
-	if group != "" {
+	if open != "" {
 		b.WriteString("  }\n")
 	}
 	for i, e := range g.Edges {
@@ -103,15 +103,15 @@ func WriteDOT(w io.Writer, g *Graph) error {
 		}
 		attrs := []string{
 			fmt.Sprintf("penwidth=%.2f", w),
-			"tooltip=" + quote(e.Source.Name()+" → "+e.Destination.Name()+": "+HumanBytes(e.Bytes)),
+			"tooltip=" + quote(name(e.Source)+" → "+name(e.Destination)+": "+HumanBytes(e.Bytes)),
 		}
-		id := fmt.Sprintf("edge_%d", i)
+		edgeID := fmt.Sprintf("edge_%d", i)
 		if e.New() {
-			id = "new_" + id
+			edgeID = "new_" + edgeID
 			label = append([]string{strings.Join(e.Alerts, ", ")}, label...)
 			attrs = append(attrs, "color="+quote(colourWarning), "fontcolor="+quote(colourWarning), "style=bold")
 		}
-		attrs = append([]string{"id=" + quote(id), "label=" + quote(label...)}, attrs...)
+		attrs = append([]string{"id=" + quote(edgeID), "label=" + quote(label...)}, attrs...)
 		fmt.Fprintf(&b, "  %s -> %s [%s];\n", ids[e.Source], ids[e.Destination], strings.Join(attrs, ", "))
 	}
 	b.WriteString("}\n")

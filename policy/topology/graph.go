@@ -10,6 +10,8 @@ import (
 	"cmp"
 	"slices"
 	"time"
+
+	"github.com/podflow/podflow/policy/prom"
 )
 
 // Kinds of endpoint podflow labels that are not workloads of a namespace.
@@ -19,16 +21,12 @@ const (
 )
 
 // Endpoint is one side of an edge as podflow labels it.
-type Endpoint struct {
-	Namespace string
-	Workload  string
-	Kind      string
-}
+type Endpoint = prom.Endpoint
 
-// Group is the box an endpoint is drawn in: its namespace, or one of the
+// group is the box an endpoint is drawn in: its namespace, or one of the
 // groups for outside networks, for nodes, and for addresses no informer
 // knows.
-func (e Endpoint) Group() string {
+func group(e Endpoint) string {
 	switch {
 	case e.Kind == KindNetwork:
 		return "outside networks"
@@ -41,19 +39,19 @@ func (e Endpoint) Group() string {
 	}
 }
 
-// Name is how the endpoint reads on its own: namespace/workload, or the bare
+// name is how the endpoint reads on its own: namespace/workload, or the bare
 // name of a node or network.
-func (e Endpoint) Name() string {
+func name(e Endpoint) string {
 	if e.Namespace == "" {
 		return e.Workload
 	}
 	return e.Namespace + "/" + e.Workload
 }
 
-func (e Endpoint) id() string { return e.Kind + ":" + e.Namespace + "/" + e.Workload }
+func id(e Endpoint) string { return e.Kind + ":" + e.Namespace + "/" + e.Workload }
 
 func compareEndpoints(a, b Endpoint) int {
-	return cmp.Or(cmp.Compare(a.Group(), b.Group()), cmp.Compare(a.Namespace, b.Namespace),
+	return cmp.Or(cmp.Compare(group(a), group(b)), cmp.Compare(a.Namespace, b.Namespace),
 		cmp.Compare(a.Workload, b.Workload), cmp.Compare(a.Kind, b.Kind))
 }
 

@@ -15,14 +15,18 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
+func ep(namespace, workload, kind string) Endpoint {
+	return Endpoint{Namespace: namespace, Workload: workload, Kind: kind}
+}
+
 var (
-	frontend = Endpoint{"shop", "frontend", "Deployment"}
-	checkout = Endpoint{"shop", "checkout", "Deployment"}
-	db       = Endpoint{"shop", "db", "StatefulSet"}
-	debug    = Endpoint{"shop", "debug", "Pod"}
-	report   = Endpoint{"batch", "report", "CronJob"}
-	corp     = Endpoint{"", "corp", KindNetwork}
-	node1    = Endpoint{"", "node-1", KindNode}
+	frontend = ep("shop", "frontend", "Deployment")
+	checkout = ep("shop", "checkout", "Deployment")
+	db       = ep("shop", "db", "StatefulSet")
+	debug    = ep("shop", "debug", "Pod")
+	report   = ep("batch", "report", "CronJob")
+	corp     = ep("", "corp", KindNetwork)
+	node1    = ep("", "node-1", KindNode)
 )
 
 // demoGraph is the sandbox's traffic after the unexpected connection.
@@ -100,8 +104,8 @@ func TestDOTGroupsAndMarks(t *testing.T) {
 
 func TestDOTQuotesNames(t *testing.T) {
 	g := &Graph{Range: time.Hour, Edges: []Edge{{
-		Source:      Endpoint{"a", `we"ird\name`, "Deployment"},
-		Destination: Endpoint{"", "line\nbreak", KindNetwork},
+		Source:      ep("a", `we"ird\name`, "Deployment"),
+		Destination: ep("", "line\nbreak", KindNetwork),
 		Bytes:       1,
 	}}}
 	var b bytes.Buffer
