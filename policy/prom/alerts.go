@@ -13,6 +13,10 @@ import (
 	"github.com/prometheus/common/model"
 )
 
+// API is the client of Prometheus' HTTP API that the queries run on
+// (NewAPI), so that its users need not import the client library.
+type API = v1.API
+
 // PairAlert is an alert about one source and destination, as Prometheus'
 // ALERTS series carries it.
 type PairAlert struct {

@@ -25,7 +25,7 @@ type Filter struct {
 	Namespaces []string
 }
 
-func (f Filter) keep(e Edge) bool {
+func (f Filter) keep(e *Edge) bool {
 	return len(f.Namespaces) == 0 ||
 		slices.Contains(f.Namespaces, e.Source.Namespace) || slices.Contains(f.Namespaces, e.Destination.Namespace)
 }
@@ -48,7 +48,8 @@ func Build(pairs []prom.Pair, alerts []prom.PairAlert, f Filter) []Edge {
 		}
 		return e
 	}
-	for _, p := range pairs {
+	for i := range pairs {
+		p := &pairs[i]
 		e := edge(p.Source, p.Destination)
 		e.Bytes += p.Bytes
 		port := p.Protocol
@@ -72,7 +73,7 @@ func Build(pairs []prom.Pair, alerts []prom.PairAlert, f Filter) []Edge {
 	out := make([]Edge, 0, len(order))
 	for _, k := range order {
 		e := *byKey[k]
-		if !f.keep(e) {
+		if !f.keep(&e) {
 			continue
 		}
 		slices.SortFunc(e.Ports, comparePorts)

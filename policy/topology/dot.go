@@ -48,7 +48,8 @@ func WriteDOT(w io.Writer, g *Graph) error {
 	ids := make(map[Endpoint]string, len(eps))
 	marked := map[Endpoint]bool{}
 	lo, hi := math.Inf(1), 0.0
-	for _, e := range g.Edges {
+	for i := range g.Edges {
+		e := &g.Edges[i]
 		lo, hi = math.Min(lo, e.Bytes), math.Max(hi, e.Bytes)
 		if e.New() {
 			marked[e.Source], marked[e.Destination] = true, true
@@ -92,7 +93,8 @@ func WriteDOT(w io.Writer, g *Graph) error {
 	if open != "" {
 		b.WriteString("  }\n")
 	}
-	for i, e := range g.Edges {
+	for i := range g.Edges {
+		e := &g.Edges[i]
 		label := []string{HumanBytes(e.Bytes)}
 		if len(e.Ports) > 0 {
 			label = append(label, portList(e.Ports))

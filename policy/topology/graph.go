@@ -68,7 +68,7 @@ type Edge struct {
 }
 
 // New tells whether an active alert marks the edge.
-func (e Edge) New() bool { return len(e.Alerts) > 0 }
+func (e *Edge) New() bool { return len(e.Alerts) > 0 }
 
 // Graph is what one picture shows.
 type Graph struct {
@@ -84,8 +84,8 @@ type Graph struct {
 func (g *Graph) Endpoints() []Endpoint {
 	seen := map[Endpoint]bool{}
 	var out []Endpoint
-	for _, e := range g.Edges {
-		for _, ep := range []Endpoint{e.Source, e.Destination} {
+	for i := range g.Edges {
+		for _, ep := range []Endpoint{g.Edges[i].Source, g.Edges[i].Destination} {
 			if !seen[ep] {
 				seen[ep] = true
 				out = append(out, ep)
@@ -107,8 +107,8 @@ func (g *Graph) Sort() {
 // NewEdges counts the edges an active alert marks.
 func (g *Graph) NewEdges() int {
 	n := 0
-	for _, e := range g.Edges {
-		if e.New() {
+	for i := range g.Edges {
+		if g.Edges[i].New() {
 			n++
 		}
 	}

@@ -26,16 +26,15 @@ func WriteHTML(w io.Writer, g *Graph, svg []byte) error {
 		return err
 	}
 	var total float64
-	for _, e := range g.Edges {
-		total += e.Bytes
+	for i := range g.Edges {
+		total += g.Edges[i].Bytes
 	}
-	rows := make([]pageRow, 0, len(g.Edges))
-	for _, e := range g.Edges {
-		r := pageRow{Edge: e}
+	rows := make([]pageRow, len(g.Edges))
+	for i := range g.Edges {
+		rows[i].Edge = g.Edges[i]
 		if total > 0 {
-			r.Share = 100 * e.Bytes / total
+			rows[i].Share = 100 * g.Edges[i].Bytes / total
 		}
-		rows = append(rows, r)
 	}
 	slices.SortStableFunc(rows, func(a, b pageRow) int {
 		switch {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"time"
 
-	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
-
 	"github.com/podflow/podflow/policy/prom"
 )
 
@@ -25,7 +23,7 @@ type Query struct {
 
 // Read queries podflow's counters and the active alerts over the range and
 // returns the graph, its edges sorted.
-func Read(ctx context.Context, api v1.API, source string, q Query) (*Graph, error) {
+func Read(ctx context.Context, api prom.API, source string, q *Query) (*Graph, error) {
 	end := q.End
 	if end.IsZero() {
 		end = time.Now()

@@ -93,19 +93,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := draw(ctx, c, end, stdout, stderr); err != nil {
+	if err := draw(ctx, &c, end, stdout, stderr); err != nil {
 		fmt.Fprintln(stderr, "podflow-topology:", err)
 		return 1
 	}
 	return 0
 }
 
-func draw(ctx context.Context, c config, end time.Time, stdout, stderr io.Writer) error {
+func draw(ctx context.Context, c *config, end time.Time, stdout, stderr io.Writer) error {
 	api, err := prom.NewAPI(c.prom)
 	if err != nil {
 		return err
 	}
-	g, err := topology.Read(ctx, api, c.prom.URL, topology.Query{
+	g, err := topology.Read(ctx, api, c.prom.URL, &topology.Query{
 		Range: c.rng, End: end, Matchers: c.matchers, JobSelector: c.jobSelector,
 		Alerts: c.alerts, Filter: topology.Filter{Namespaces: c.namespaces},
 	})
@@ -152,7 +152,7 @@ func write(path string, data []byte, stdout io.Writer) error {
 		return err
 	}
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+	if err := os.WriteFile(tmp, data, 0o644); err != nil { //nolint:gosec // a picture for people to open
 		return err
 	}
 	return os.Rename(tmp, path)
