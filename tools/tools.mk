@@ -40,7 +40,7 @@ $(ALERTMANAGER): | setup
 	GO=$(GO) ALERTMANAGER_VERSION=$(ALERTMANAGER_VERSION) tools/webui/alertmanager.sh $@
 
 .PHONY: tools
-tools: $(PROMTOOL) $(AMTOOL) $(PROMETHEUS) $(ALERTMANAGER) ## Build the pinned promtool, amtool, Prometheus and Alertmanager (cached by version).
+tools: $(PROMTOOL) $(AMTOOL) $(PROMETHEUS) $(ALERTMANAGER) ## Build the pinned promtool, amtool, and Prometheus and Alertmanager with their web UIs (cached by version).
 
 GOLANGCI_LINT_VERSION := v2.15.0
 GOLANGCI_LINT         := $(TOOLS_BIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
