@@ -23,15 +23,17 @@ REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 help: ## List the targets with what they do.
 	@awk 'BEGIN {FS = ":.*?## "} /^[a-zA-Z0-9_.-]+:.*?## / {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST) | sort
 
+include tools/setup/setup.mk
 include tools/tools.mk
 include exporter/exporter.mk
 -include rules/rules.mk
 -include dashboards/dashboards.mk
 -include kustomize/kustomize.mk
+-include policy/topology/topology.mk
 -include e2e/e2e.mk
 -include policy/policy.mk
 
 # TEST_TARGETS grows as each fragment appends its own test target.
 .PHONY: test
-test: $(TEST_TARGETS) ## Run everything CI runs: unit, integration (root), rules, dashboards, kustomize, e2e.
+test: setup $(TEST_TARGETS) ## Run everything CI runs: unit, integration (root), rules, dashboards, kustomize, e2e.
 	@echo "make test: all of $(TEST_TARGETS) passed"

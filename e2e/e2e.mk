@@ -32,7 +32,7 @@ $(ETCD):
 	@mv $@.tmp $@
 	@echo ">> etcd $(ETCD_VERSION) ready: $@"
 
-# Alertmanager without its web UI, built by tools/tools.mk.
+# Alertmanager with its new web UI, built by tools/tools.mk.
 E2E_ALERTMANAGER := $(ALERTMANAGER)
 
 .PHONY: e2e-tools
@@ -55,7 +55,7 @@ PROMETHEUS_OPERATOR_VERSION := v0.94.0
 E2E_CRDS = $$($(GO) mod download -json github.com/prometheus-operator/prometheus-operator@$(PROMETHEUS_OPERATOR_VERSION) | sed -n 's/.*"Dir": "\(.*\)",/\1/p')/example/prometheus-operator-crd
 
 .PHONY: e2e
-e2e: build e2e-tools e2e-rules ## End-to-end scenarios on a real kube-apiserver, nodes in network namespaces, Prometheus and Alertmanager (root).
+e2e: setup build topology e2e-tools e2e-rules ## End-to-end scenarios on a real kube-apiserver, nodes in network namespaces, Prometheus and Alertmanager, pages checked in headless Chromium (root).
 	@echo ">> e2e: running the scenarios (logs of a failed run are kept; see the last lines)"
 	cd e2e && $(GO) test -count=1 ./harness/
 	cd e2e && ALERTMANAGER=$(E2E_ALERTMANAGER) PROMETHEUS_OPERATOR_CRDS=$(E2E_CRDS) $(GO) test -count=1 -timeout 20m -v .
@@ -65,7 +65,7 @@ TEST_TARGETS += e2e
 DEMO_FLAGS ?=
 
 .PHONY: demo
-demo: build e2e-tools e2e-rules ## Run the local sandbox: nodes, pods, podflow, Prometheus, Alertmanager, traffic and a live alert (root; Ctrl-C cleans up).
+demo: setup build topology e2e-tools e2e-rules ## Run the local sandbox: nodes, pods, podflow, Prometheus, Alertmanager, traffic and a live alert (root; Ctrl-C cleans up).
 	@echo ">> demo: starting the sandbox (Ctrl-C stops it and removes everything)"
 	cd e2e && $(GO) build -o $(BIN_DIR)/podflow-demo ./cmd/demo
 	cd e2e && ALERTMANAGER=$(E2E_ALERTMANAGER) $(BIN_DIR)/podflow-demo -repo $(CURDIR) $(DEMO_FLAGS)

@@ -107,6 +107,7 @@ func TestAlertNewCommunication(t *testing.T) {
 			t.Errorf("PodflowNewCommunication without annotation %s: %v", k, a.Annotations)
 		}
 	}
+	checkInBrowser(t, s, "PodflowNewCommunication", "shop/debug", "shop/db")
 	// Known pairs on their known ports raised nothing, in Prometheus or at
 	// the receiver. (The other scenarios use new ports on these pairs on
 	// purpose: PodflowNewDestinationPort for those is right.)

@@ -6,9 +6,9 @@ ALERTMANAGER_VERSION := v0.35.0
 TOOLS_BIN            := $(PODFLOW_CACHE)/bin
 
 PROMTOOL     := $(TOOLS_BIN)/promtool-$(PROMETHEUS_VERSION)
-PROMETHEUS   := $(TOOLS_BIN)/prometheus-$(PROMETHEUS_VERSION)
+PROMETHEUS   := $(TOOLS_BIN)/prometheus-ui-$(PROMETHEUS_VERSION)
 AMTOOL       := $(TOOLS_BIN)/amtool-$(ALERTMANAGER_VERSION)
-ALERTMANAGER := $(TOOLS_BIN)/alertmanager-noui-$(ALERTMANAGER_VERSION)
+ALERTMANAGER := $(TOOLS_BIN)/alertmanager-ui-$(ALERTMANAGER_VERSION)
 export PROMTOOL PROMETHEUS AMTOOL ALERTMANAGER
 
 $(PROMTOOL):
@@ -16,10 +16,13 @@ $(PROMTOOL):
 	@mkdir -p $(TOOLS_BIN)
 	cd tools && $(GO) build -o $@ github.com/prometheus/prometheus/cmd/promtool
 
-$(PROMETHEUS):
-	@echo ">> building prometheus $(PROMETHEUS_VERSION) (once; cached in $(TOOLS_BIN))"
+# Prometheus with its web UI, built from the module's own source the way its
+# release build does: Node.js and pnpm from the npm registry, web/ui's build,
+# then go build -tags builtinassets (tools/webui/prometheus.sh says how).
+$(PROMETHEUS): | setup
+	@echo ">> building prometheus $(PROMETHEUS_VERSION) with its web UI (once, several minutes; cached in $(TOOLS_BIN))"
 	@mkdir -p $(TOOLS_BIN)
-	cd tools && $(GO) build -o $@ github.com/prometheus/prometheus/cmd/prometheus
+	GO=$(GO) PROMETHEUS_VERSION=$(PROMETHEUS_VERSION) tools/webui/prometheus.sh $@
 
 $(AMTOOL):
 	@echo ">> building amtool $(ALERTMANAGER_VERSION) (once; cached in $(TOOLS_BIN))"
@@ -28,21 +31,16 @@ $(AMTOOL):
 
 # Alertmanager as published on the module proxy lacks its compiled web UI
 # (ui/app/dist, which ui/web.go embeds), so `go build` of the module fails.
-# Build a copy of the module source with a one-page stand-in for the UI;
-# the API under /api/v2 is the real one.
-$(ALERTMANAGER):
-	@echo ">> building alertmanager $(ALERTMANAGER_VERSION) without the web UI (once; cached in $(TOOLS_BIN))"
+# tools/webui/alertmanager.sh builds the new (React) UI from the module's
+# source and puts a one-page stand-in where the classic (Elm) UI goes: Elm's
+# packages come from outside the registries (the script says more).
+$(ALERTMANAGER): | setup
+	@echo ">> building alertmanager $(ALERTMANAGER_VERSION) with its web UI (once; cached in $(TOOLS_BIN))"
 	@mkdir -p $(TOOLS_BIN)
-	@src=$(PODFLOW_CACHE)/src/alertmanager-$(ALERTMANAGER_VERSION) && rm -rf $$src && mkdir -p $(PODFLOW_CACHE)/src && \
-		dir=$$(cd tools && $(GO) mod download -json github.com/prometheus/alertmanager@$(ALERTMANAGER_VERSION) | sed -n 's/.*"Dir": "\(.*\)",/\1/p') && \
-		cp -r $$dir $$src && chmod -R u+w $$src && \
-		for d in elm mantine; do mkdir -p $$src/ui/app/dist/$$d/assets && cp tools/amui/index.html $$src/ui/app/dist/$$d/index.html; done && \
-		cd $$src && GOFLAGS=-mod=mod $(GO) build -o $@.tmp ./cmd/alertmanager
-	@rm -rf $(PODFLOW_CACHE)/src/alertmanager-$(ALERTMANAGER_VERSION)
-	@mv $@.tmp $@
+	GO=$(GO) ALERTMANAGER_VERSION=$(ALERTMANAGER_VERSION) tools/webui/alertmanager.sh $@
 
 .PHONY: tools
-tools: $(PROMTOOL) $(AMTOOL) $(PROMETHEUS) $(ALERTMANAGER) ## Build the pinned promtool, amtool, Prometheus and Alertmanager (cached by version).
+tools: $(PROMTOOL) $(AMTOOL) $(PROMETHEUS) $(ALERTMANAGER) ## Build the pinned promtool, amtool, and Prometheus and Alertmanager with their web UIs (cached by version).
 
 GOLANGCI_LINT_VERSION := v2.15.0
 GOLANGCI_LINT         := $(TOOLS_BIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)

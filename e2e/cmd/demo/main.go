@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"sort"
@@ -33,6 +34,7 @@ func run() int {
 	amPort := flag.Int("alertmanager-port", 9093, "local port for Alertmanager (0: any free port)")
 	metricsPort := flag.Int("metrics-port", 9811, "first local port for the podflow instances' /metrics (one per node)")
 	repo := flag.String("repo", "..", "the podflow checkout")
+	topologyDir := flag.String("topology-dir", "", "where to write the topology picture (default: bin/topology in the checkout)")
 	flag.Parse()
 
 	if os.Geteuid() != 0 {
@@ -45,6 +47,9 @@ func run() int {
 		return 1
 	}
 	root, _ := filepath.Abs(*repo)
+	if *topologyDir == "" {
+		*topologyDir = filepath.Join(root, "bin", "topology")
+	}
 	start := time.Now()
 	logf := func(format string, args ...any) {
 		fmt.Printf("[%5.0fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
@@ -63,7 +68,8 @@ func run() int {
 		os.RemoveAll(env.Dir)
 		logf("nothing left behind")
 	}()
-	if err := demo(ctx, env, root, logf, *listen, *promPort, *amPort, *metricsPort, *unexpectedAfter); err != nil && ctx.Err() == nil {
+	ports := ports{prometheus: *promPort, alertmanager: *amPort, metrics: *metricsPort}
+	if err := demo(ctx, env, root, *topologyDir, logf, *listen, ports, *unexpectedAfter); err != nil && ctx.Err() == nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		fmt.Fprintln(os.Stderr, "demo: logs in", env.Dir)
 		return 1
@@ -71,7 +77,10 @@ func run() int {
 	return 0
 }
 
-func demo(ctx context.Context, env *harness.Env, root string, logf func(string, ...any), listen string, promPort, amPort, metricsPort int, unexpectedAfter time.Duration) error {
+// ports are the local ports the web UIs are forwarded to (0: any free one).
+type ports struct{ prometheus, alertmanager, metrics int }
+
+func demo(ctx context.Context, env *harness.Env, root, topologyDir string, logf func(string, ...any), listen string, p ports, unexpectedAfter time.Duration) error {
 	logf("building the sandbox: 2 nodes, workloads in namespaces shop, batch, monitoring")
 	s, err := harness.BuildSandbox(ctx, env, harness.SandboxOptions{ClusterRolePath: filepath.Join(root, "kustomize/base/clusterrole.yaml")})
 	if err != nil {
@@ -104,22 +113,23 @@ func demo(ctx context.Context, env *harness.Env, root string, logf func(string, 
 	type fwd struct {
 		name, target string
 		port         int
-		path         string
+		paths        []string
 	}
 	fwds := []fwd{
-		{"Prometheus", env.Prom.Addr, promPort, "/alerts"},
+		{"Prometheus", env.Prom.Addr, p.prometheus, []string{harness.PrometheusAlertsPath, harness.PairTrafficQueryPath}},
 	}
 	if env.AM != nil {
-		fwds = append(fwds, fwd{"Alertmanager", env.AM.Addr, amPort, "/api/v2/alerts"})
+		fwds = append(fwds, fwd{"Alertmanager", env.AM.Addr, p.alertmanager, []string{harness.AlertmanagerAlertsPath}})
 	}
 	for i, n := range s.Nodes {
-		port := metricsPort + i
-		if metricsPort == 0 {
+		port := p.metrics + i
+		if p.metrics == 0 {
 			port = 0
 		}
-		fwds = append(fwds, fwd{"podflow on " + n.Name, n.MetricsAddr(), port, "/metrics"})
+		fwds = append(fwds, fwd{"podflow on " + n.Name, n.MetricsAddr(), port, []string{"/"}})
 	}
 	var lines []string
+	var promURL string
 	for _, f := range fwds {
 		addr, err := env.Forward(net.JoinHostPort(listen, fmt.Sprint(f.port)), env.CPNS, f.target)
 		if err != nil {
@@ -128,7 +138,13 @@ func demo(ctx context.Context, env *harness.Env, root string, logf func(string, 
 				return err
 			}
 		}
-		lines = append(lines, fmt.Sprintf("  %-20s http://%s%s", f.name, addr, f.path))
+		if f.target == env.Prom.Addr {
+			promURL = "http://" + addr.String()
+		}
+		for _, path := range f.paths {
+			lines = append(lines, fmt.Sprintf("  %-20s http://%s%s", f.name, addr, path))
+			f.name = ""
+		}
 	}
 	fmt.Println()
 	fmt.Println("podflow sandbox is up:")
@@ -136,7 +152,7 @@ func demo(ctx context.Context, env *harness.Env, root string, logf func(string, 
 		fmt.Println(l)
 	}
 	fmt.Println()
-	fmt.Println("Try in Prometheus:  sum by (source_workload, destination_workload) (rate(podflow_bytes_total[1m]))")
+	fmt.Println("The second Prometheus link graphs the traffic of every workload pair.")
 	fmt.Printf("Steady traffic between the known workloads now; in %v shop/debug opens a connection\n", unexpectedAfter)
 	fmt.Println("to shop/db that the baseline has never seen. Ctrl-C stops and removes everything.")
 	fmt.Println()
@@ -158,9 +174,14 @@ func demo(ctx context.Context, env *harness.Env, root string, logf func(string, 
 		a, err := env.Hook.Wait(ctx, 10*time.Minute, func(a harness.WebhookAlert) bool {
 			return a.Labels["alertname"] == "PodflowNewCommunication" && a.Labels["source_workload"] == "debug"
 		})
-		if err == nil {
-			logf("the alert arrived at receiver %q; keep exploring, Ctrl-C to stop", a.Receiver)
+		if err != nil {
+			return
 		}
+		logf("the alert arrived at receiver %q", a.Receiver)
+		if err := drawTopology(ctx, promURL, topologyDir, logf); err != nil {
+			logf("topology picture: %v", err)
+		}
+		logf("keep exploring, Ctrl-C to stop")
 	}()
 	<-ctx.Done()
 	return nil
@@ -203,5 +224,26 @@ func steadyTraffic(ctx context.Context, env *harness.Env, s *harness.Sandbox) er
 			}
 		}
 	}()
+	return nil
+}
+
+// drawTopology runs podflow-topology (PODFLOW_TOPOLOGY, which make demo
+// builds) against the sandbox's Prometheus and says where the picture is.
+func drawTopology(ctx context.Context, promURL, dir string, logf func(string, ...any)) error {
+	bin := os.Getenv("PODFLOW_TOPOLOGY")
+	if bin == "" {
+		return fmt.Errorf("PODFLOW_TOPOLOGY unset: start the demo with `make demo`")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	base := filepath.Join(dir, "podflow-topology")
+	out, err := exec.CommandContext(ctx, bin, "--prometheus.url="+promURL, "--range=15m",
+		"--output.dot="+base+".dot", "--output.svg="+base+".svg", "--output.html="+base+".html").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s: %w: %s", bin, err, out)
+	}
+	logf("topology picture, the new edge in orange: file://%s.html (SVG and DOT beside it; redraw: %s --prometheus.url=%s --output.html=...)",
+		base, bin, promURL)
 	return nil
 }
