@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/podflow/podflow/exporter/internal/aggregate"
-	"github.com/podflow/podflow/exporter/internal/attribute"
 	"github.com/podflow/podflow/exporter/internal/decode"
 	"github.com/podflow/podflow/exporter/internal/flow"
 	"github.com/podflow/podflow/exporter/internal/orient"
@@ -63,11 +62,24 @@ type Stats struct {
 	DecodeErrors []uint64
 }
 
+// Attributor names a flow's series and says whether this node counts it
+// (*attribute.Attributor).
+type Attributor interface {
+	Attribute(f *flow.Flow, k *flow.Key) bool
+}
+
+// Table counts attributed packets and forgets idle series
+// (*aggregate.Table).
+type Table interface {
+	AddBatch(now time.Time, ups []aggregate.Update, scale uint32)
+	Evict(now time.Time) int
+}
+
 // Pipeline is the hand-off between capture and aggregation.
 type Pipeline struct {
 	cfg   Config
-	attr  *attribute.Attributor
-	table *aggregate.Table
+	attr  Attributor
+	table Table
 
 	queue chan *batch
 	free  chan *batch
@@ -84,7 +96,7 @@ type Pipeline struct {
 }
 
 // New returns a pipeline that attributes with attr and counts into table.
-func New(cfg Config, attr *attribute.Attributor, table *aggregate.Table) *Pipeline {
+func New(cfg Config, attr Attributor, table Table) *Pipeline {
 	if cfg.QueueSize <= 0 {
 		cfg.QueueSize = DefaultQueueSize
 	}
