@@ -110,8 +110,9 @@ func New(r Resolver, cfg Config) *Attributor {
 // Attribute fills k with the series of f and reports true when this node
 // reports f. A connection is reported by the node of its initiator when
 // the initiator is in the cluster (a pod or a node), otherwise by the
-// node of its responder; when neither side names a node (no cluster
-// around, as with static identities on a plain host), this node reports.
+// node that translated its destination, else by the node of its
+// responder; when neither side names a node (no cluster around, as with
+// static identities on a plain host), this node reports.
 // Flows this node leaves to another are counted and not projected.
 func (a *Attributor) Attribute(f *flow.Flow, k *flow.Key) bool {
 	switch {
@@ -134,7 +135,7 @@ func (a *Attributor) Attribute(f *flow.Flow, k *flow.Key) bool {
 		a.dstMiss.Add(1)
 		dst = unknown(&dst)
 	}
-	if r := reporter(&src, &dst); r != "" && a.node != "" && r != a.node {
+	if r := reporter(&src, &dst, f.DNAT, a.node); r != "" && a.node != "" && r != a.node {
 		a.otherNode.Add(1)
 		return false
 	}
@@ -179,10 +180,24 @@ func unknown(miss *flow.Endpoint) flow.Endpoint {
 }
 
 // reporter returns the node that reports a flow between src and dst, or
-// "" when neither names a node.
-func reporter(src, dst *flow.Endpoint) string {
+// "" when neither names a node. here is this node, dnatHere whether this
+// node translated the flow's destination.
+//
+// The initiator's node reports a connection whose initiator is in the
+// cluster: every packet the initiator sends crosses it, before any
+// translation. Otherwise (a client outside the cluster) the responder's
+// node reports, unless this node translated the destination: a node port
+// or load balancer address that this node forwards, usually with source
+// NAT (kube-proxy masquerades such traffic for externalTrafficPolicy
+// Cluster). Past this node the connection seems to come from this node,
+// whose address names it as the initiator, so this node, the only one
+// that saw the outside client, reports it.
+func reporter(src, dst *flow.Endpoint, dnatHere bool, here string) string {
 	if src.Node != "" && (src.Kind == flow.KindNode || src.Kind == flow.KindUnknown || isPod(src.Kind)) {
 		return src.Node
+	}
+	if dnatHere {
+		return here
 	}
 	return dst.Node
 }

@@ -20,7 +20,11 @@ type Flow struct {
 	Bytes uint32
 	// NewConn marks the packet that opens a connection.
 	NewConn bool
-	Hook    Hook
+	// DNAT is set when this node translated the connection's destination
+	// (conntrack's DNAT status): this node saw the initiator's own
+	// address, before any source NAT of its own.
+	DNAT bool
+	Hook Hook
 }
 
 // Endpoint is the identity of one side of a flow. Its strings are shared

@@ -58,6 +58,7 @@ func Orient(p *flow.Packet, f *flow.Flow) {
 	if ct := &p.CT; ct.Present && ct.Info <= flow.CTRelatedReply {
 		orientAs(p, f, ct.Reply())
 		f.NewConn = ct.Info == flow.CTNew
+		f.DNAT = ct.DNAT
 		if svc := ct.OrigDst.Unmap(); svc.IsValid() && svc != f.Responder.Unmap() {
 			f.Service = svc
 		}
