@@ -74,7 +74,7 @@ func TestIndexRules(t *testing.T) {
 		pod("jobs", "done", "n1", []string{"10.244.1.30"}, phase(corev1.PodSucceeded)),
 		pod("jobs", "failed", "n1", []string{"10.244.1.31"}, phase(corev1.PodFailed)),
 		pod("shop", "new", "n1", []string{"10.244.1.30"}),
-		// Terminating pods do not own their address.
+		// A terminating pod keeps its address while nothing else claims it.
 		pod("shop", "leaving", "n1", []string{"10.244.1.32"}, terminating()),
 		// Collision: a Running pod wins over a Pending one, in any order.
 		pod("shop", "running", "n1", []string{"10.244.1.33"}),
@@ -84,7 +84,7 @@ func TestIndexRules(t *testing.T) {
 	)
 	c.expect("10.244.1.30", flow.Endpoint{Namespace: "shop", Workload: "new", Kind: flow.KindPod, Pod: "new", Node: "n1"}, true)
 	c.expect("10.244.1.31", flow.Endpoint{}, false)
-	c.expect("10.244.1.32", flow.Endpoint{}, false)
+	c.expect("10.244.1.32", flow.Endpoint{Namespace: "shop", Workload: "leaving", Kind: flow.KindPod, Pod: "leaving", Node: "n1"}, true)
 	running := flow.Endpoint{Namespace: "shop", Workload: "running", Kind: flow.KindPod, Pod: "running", Node: "n1"}
 	c.expect("10.244.1.33", running, true)
 	c.expect("192.168.0.1", flow.Endpoint{Workload: "n1", Kind: flow.KindNode, Node: "n1"}, true)
@@ -101,8 +101,22 @@ func TestIndexRules(t *testing.T) {
 	}
 	c.expect("10.244.1.33", running, true)
 
-	// A pod that starts terminating gives its address up at once.
+	// A pod that starts terminating keeps its address, so that traffic
+	// in flight during a rollout keeps its name, until another pod claims
+	// the address (the claimant wins) or the pod is deleted.
 	if _, err := pods.Update(ctx, pod("shop", "running", "n1", []string{"10.244.1.33"}, terminating()), metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c.expect("10.244.1.33", running, true)
+	if _, err := pods.Create(ctx, pod("shop", "claimant", "n1", []string{"10.244.1.33"}, phase(corev1.PodPending)), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c.expect("10.244.1.33", flow.Endpoint{Namespace: "shop", Workload: "claimant", Kind: flow.KindPod, Pod: "claimant", Node: "n1"}, true)
+	if err := pods.Delete(ctx, "claimant", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c.expect("10.244.1.33", running, true)
+	if err := pods.Delete(ctx, "running", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	c.expect("10.244.1.33", flow.Endpoint{}, false)
