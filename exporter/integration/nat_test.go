@@ -20,7 +20,8 @@ import (
 // here as nftables rules of the same shape, and checks that the sum over
 // both nodes' podflows is exactly what was sent, each flow counted on one
 // node with the real initiator as its source, and that what one node
-// leaves to the other is what the other counts. The real kube-proxy runs
+// leaves to the other is what the other counts; every flow names the
+// Service its client dialled (destination_service). The real kube-proxy runs
 // in the e2e sandbox; this is the kernel-level stand-in.
 //
 //	podA (alpha/client) ─┐                       ┌─ podC (gamma/sink)
@@ -51,7 +52,7 @@ func TestThroughNAT(t *testing.T) {
 	for name, ns := range map[string]*netnstest.NS{"n1": tn.n1, "n2": tn.n2} {
 		nodes[name] = runPodflow(t, ns, "127.0.0.1:9810", "podflow on "+name,
 			"--web.listen-address=127.0.0.1:9810", "--kube.kubeconfig="+kubeconfig, "--kube.node-name="+name,
-			"--networks.file="+networks, "--log.level=debug")
+			"--networks.file="+networks, "--metrics.labels=destination_service", "--log.level=debug")
 	}
 	for _, d := range nodes {
 		d.waitReady()
@@ -73,17 +74,18 @@ func TestThroughNAT(t *testing.T) {
 		v6        bool
 		src, dst  twonodeEnd
 		port      int
+		service   string
 		reporter  string
 		crossesN1 bool // seen by the other node too, after translation
 	}
 	flows := []natFlow{
-		{"pod to ClusterIP, IPv4", tn.a, "10.96.0.10:80", 3, 100, false, client, sink, 7001, "n1", true},
-		{"pod to ClusterIP, IPv6", tn.a, "[fd00:10:96::10]:80", 2, 100, true, client, sink, 7011, "n1", true},
-		{"outside to NodePort, externalTrafficPolicy Cluster, pod on the other node", tn.x, "192.168.50.2:30001", 4, 50, false, partner, cache, 7002, "n2", true},
-		{"outside to LoadBalancer, externalTrafficPolicy Cluster, pod on the other node", tn.x, "192.0.2.100:80", 5, 60, false, partner, cache, 7003, "n2", true},
-		{"outside to NodePort, externalTrafficPolicy Local", tn.x, "192.168.50.2:30002", 2, 70, false, partner, sink, 7004, "n2", false},
-		{"hairpin: a pod to its own Service", tn.b, "10.96.0.20:80", 3, 80, false, cache, cache, 7005, "n1", false},
-		{"node process (or hostNetwork pod) to ClusterIP, pod on the other node", tn.n2, "10.96.0.30:80", 2, 90, false, node2, cache, 7006, "n2", true},
+		{"pod to ClusterIP, IPv4", tn.a, "10.96.0.10:80", 3, 100, false, client, sink, 7001, "sink", "n1", true},
+		{"pod to ClusterIP, IPv6", tn.a, "[fd00:10:96::10]:80", 2, 100, true, client, sink, 7011, "sink", "n1", true},
+		{"outside to NodePort, externalTrafficPolicy Cluster, pod on the other node", tn.x, "192.168.50.2:30001", 4, 50, false, partner, cache, 7002, "cache-nodeport", "n2", true},
+		{"outside to LoadBalancer, externalTrafficPolicy Cluster, pod on the other node", tn.x, "192.0.2.100:80", 5, 60, false, partner, cache, 7003, "cache-lb", "n2", true},
+		{"outside to NodePort, externalTrafficPolicy Local", tn.x, "192.168.50.2:30002", 2, 70, false, partner, sink, 7004, "sink-local", "n2", false},
+		{"hairpin: a pod to its own Service", tn.b, "10.96.0.20:80", 3, 80, false, cache, cache, 7005, "cache", "n1", false},
+		{"node process (or hostNetwork pod) to ClusterIP, pod on the other node", tn.n2, "10.96.0.30:80", 2, 90, false, node2, cache, 7006, "cache-for-nodes", "n2", true},
 	}
 	// What each node must leave to the other: the packets of the flows
 	// the other reports that cross it.
@@ -106,7 +108,7 @@ func TestThroughNAT(t *testing.T) {
 			want := count{uint64(f.n), uint64(f.n * (f.size + hdr))}
 			for _, dir := range []string{"original", "reply"} {
 				match := f.src.labels(f.dst, f.port, "UDP")
-				match["direction"] = dir
+				match["direction"], match["destination_service"] = dir, f.service
 				mismatches = append(mismatches, twonodeCheck(scrapes, f.name+" "+dir, match, f.reporter, want)...)
 			}
 			var conns float64
@@ -126,6 +128,14 @@ func TestThroughNAT(t *testing.T) {
 		return mismatches
 	})
 	for n := range nodes {
+		// This kernel attaches no conntrack tuple to NFLOG: the Services
+		// are named from the first packets logged before DNAT.
+		if v, _ := value(scrapes[n], "podflow_service_naming", map[string]string{"method": "log"}); v != 1 {
+			t.Errorf("%s: podflow_service_naming{method=\"log\"} = %v, want 1", n, v)
+		}
+		if v, _ := value(scrapes[n], "podflow_service_naming_misses_total", nil); v != 0 {
+			t.Errorf("%s: %v translated packets without a Service", n, v)
+		}
 		if v, _ := twonodeSum(scrapes[n], "podflow_attribution_misses_total", nil); v != 0 {
 			t.Errorf("%s: %v attribution misses", n, v)
 		}

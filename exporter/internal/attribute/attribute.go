@@ -18,6 +18,13 @@ type Resolver interface {
 	Lookup(netip.Addr) (flow.Endpoint, bool)
 }
 
+// ServiceResolver is implemented by a Resolver that knows every address
+// and port a Service answers on before DNAT: ClusterIPs, load balancer
+// ingress addresses, and node ports on a node's address.
+type ServiceResolver interface {
+	Service(addr netip.Addr, port uint16, proto flow.Protocol) (flow.Endpoint, bool)
+}
+
 // The opt-in label names of --metrics.labels.
 const (
 	LabelSourcePod          = "source_pod"
@@ -92,6 +99,7 @@ type Stats struct {
 // one goroutine at a time; Stats from any.
 type Attributor struct {
 	resolver Resolver
+	services ServiceResolver // nil: Services by ClusterIP only
 	node     string
 	labels   Labels
 
@@ -104,7 +112,9 @@ type Attributor struct {
 
 // New returns an Attributor that looks addresses up in r.
 func New(r Resolver, cfg Config) *Attributor {
-	return &Attributor{resolver: r, node: cfg.Node, labels: cfg.Labels}
+	a := &Attributor{resolver: r, node: cfg.Node, labels: cfg.Labels}
+	a.services, _ = r.(ServiceResolver)
+	return a
 }
 
 // Attribute fills k with the series of f and reports true when this node
@@ -156,12 +166,31 @@ func (a *Attributor) Attribute(f *flow.Flow, k *flow.Key) bool {
 	if a.labels.DestinationPod {
 		k.DstPod = dst.Pod
 	}
-	if a.labels.DestinationService && f.Service.IsValid() {
-		if svc, ok := a.resolver.Lookup(f.Service); ok && svc.Kind == flow.KindService {
-			k.DstService = svc.Workload
-		}
+	if a.labels.DestinationService {
+		k.DstService = a.service(f, &dst)
 	}
 	return true
+}
+
+// service names the Service of a flow: the one the initiator dialled
+// before DNAT, or, for a flow to a node's node port that no node on this
+// side translated, the Service behind that port.
+func (a *Attributor) service(f *flow.Flow, dst *flow.Endpoint) string {
+	switch {
+	case f.Service.IsValid() && a.services != nil:
+		if svc, ok := a.services.Service(f.Service, f.ServicePort, f.Proto); ok {
+			return svc.Workload
+		}
+	case f.Service.IsValid():
+		if svc, ok := a.resolver.Lookup(f.Service); ok && svc.Kind == flow.KindService {
+			return svc.Workload
+		}
+	case dst.Kind == flow.KindNode && a.services != nil:
+		if svc, ok := a.services.Service(f.Responder, f.Port, f.Proto); ok {
+			return svc.Workload
+		}
+	}
+	return ""
 }
 
 // isMulticast reports multicast and the IPv4 limited broadcast address.

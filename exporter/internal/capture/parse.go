@@ -147,6 +147,7 @@ func (p *parser) packet(msg []byte, h Handler) {
 			}
 		case nfulaPrefix:
 			fromLog, dnat = prefixState(v)
+			rec.PreDNAT = isPreDNAT(v)
 		}
 		next := align4(l)
 		if next >= len(attrs) {
@@ -212,6 +213,12 @@ func prefixState(v []byte) (state uint8, dnat bool) {
 		return flow.CTEstablishedReply, dnat
 	}
 	return noState, false
+}
+
+// isPreDNAT reports the prefix of the rule that logs a connection's first
+// packet before destination NAT ("p", nft.PrefixPreDNAT).
+func isPreDNAT(v []byte) bool {
+	return len(v) >= 1 && v[0] == 'p' && (len(v) == 1 || v[1] == 0)
 }
 
 // parseCT reads the original tuple from NFULA_CT's nested ctnetlink

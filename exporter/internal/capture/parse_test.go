@@ -178,6 +178,7 @@ func TestParsePrefix(t *testing.T) {
 		{"new, DNAT here", []byte("nd\x00"), nil, -1, flow.Conntrack{Present: true, Info: flow.CTNew, DNAT: true}},
 		{"reply, DNAT here", []byte("rd\x00"), nil, -1, flow.Conntrack{Present: true, Info: flow.CTEstablishedReply, DNAT: true}},
 		{"unknown flag", []byte("nx\x00"), nil, -1, flow.Conntrack{}},
+		{"before DNAT: no state", []byte("p\x00"), nil, -1, flow.Conntrack{}},
 		{"glue with the DNAT flag", []byte("od\x00"), glue, int64(flow.CTEstablished), flow.Conntrack{Present: true, Info: flow.CTEstablished, OrigSrc: c, OrigDst: s, OrigSrcPort: 40000, OrigDstPort: 53, DNAT: true}},
 		{"glue without a prefix", nil, glue, int64(flow.CTEstablished), flow.Conntrack{Present: true, Info: flow.CTEstablished, OrigSrc: c, OrigDst: s, OrigSrcPort: 40000, OrigDstPort: 53}},
 	} {
@@ -190,6 +191,9 @@ func TestParsePrefix(t *testing.T) {
 		}
 		if got := r.recs[0].CT; got != tc.want {
 			t.Errorf("%s: conntrack %+v, want %+v", tc.name, got, tc.want)
+		}
+		if got, want := r.recs[0].PreDNAT, string(tc.prefix) == nft.PrefixPreDNAT+"\x00"; got != want {
+			t.Errorf("%s: pre-DNAT %v, want %v", tc.name, got, want)
 		}
 	}
 

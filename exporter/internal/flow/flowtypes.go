@@ -12,6 +12,9 @@ type Flow struct {
 	// Service is the destination the initiator addressed before DNAT, when
 	// it differs from Responder; the zero Addr otherwise.
 	Service netip.Addr
+	// ServicePort is the port the initiator dialled with Service: a
+	// Service's port, node port or load balancer port.
+	ServicePort uint16
 	// Port is the responder's port; zero for protocols without ports.
 	Port  uint16
 	Proto Protocol

@@ -51,6 +51,9 @@ type Record struct {
 	Family uint8
 	Hook   Hook
 	CT     Conntrack
+	// PreDNAT marks the first packet of a connection logged before
+	// destination NAT: what the client dialled, not traffic to count.
+	PreDNAT bool
 }
 
 // Packet is a decoded packet: the fields of its headers that podflow uses.

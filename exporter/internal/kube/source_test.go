@@ -2,6 +2,7 @@ package kube
 
 import (
 	"net/netip"
+	"strconv"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -231,4 +232,44 @@ func TestClusterCIDRs(t *testing.T) {
 		c.expect("fd12::1", flow.Endpoint{Kind: flow.KindNetwork, Workload: "private"}, true)
 		c.expect("2001:db8::1", flow.Endpoint{Kind: flow.KindNetwork, Workload: "internet"}, true)
 	})
+}
+
+// TestServiceFrontends names the Service behind every address and port a
+// client may dial before DNAT: a ClusterIP, a load balancer ingress
+// address (shared by two Services on different ports), a node port on a
+// node's address.
+func TestServiceFrontends(t *testing.T) {
+	lb := func(name string, port, nodePort int32, ingress string) *corev1.Service {
+		s := service("shop", name, "10.96.0."+strconv.Itoa(int(port%200)))
+		s.Spec.Type = corev1.ServiceTypeLoadBalancer
+		s.Spec.Ports = []corev1.ServicePort{{Protocol: corev1.ProtocolTCP, Port: port, NodePort: nodePort}}
+		s.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: ingress}}
+		return s
+	}
+	c := newCluster(t, Config{},
+		node("n1", nil, "192.168.0.1"),
+		lb("web", 443, 30443, "203.0.113.10"),
+		lb("mail", 25, 30025, "203.0.113.10"),
+	)
+	c.expect("10.96.0.25", flow.Endpoint{Namespace: "shop", Workload: "mail", Kind: flow.KindService}, true)
+	addr := netip.MustParseAddr
+	for _, tc := range []struct {
+		addr  string
+		port  uint16
+		proto flow.Protocol
+		want  string
+	}{
+		{"10.96.0.43", 443, flow.ProtoTCP, "web"},    // ClusterIP
+		{"203.0.113.10", 443, flow.ProtoTCP, "web"},  // load balancer, by port
+		{"203.0.113.10", 25, flow.ProtoTCP, "mail"},  // the same address, another Service
+		{"192.168.0.1", 30443, flow.ProtoTCP, "web"}, // node port
+		{"192.168.0.1", 30443, flow.ProtoUDP, ""},    // not for UDP
+		{"192.168.0.1", 10250, flow.ProtoTCP, ""},    // a node's own port
+		{"198.51.100.1", 30443, flow.ProtoTCP, ""},   // not a node
+	} {
+		ep, ok := c.src.Service(addr(tc.addr), tc.port, tc.proto)
+		if ok != (tc.want != "") || ep.Workload != tc.want || (ok && (ep.Kind != flow.KindService || ep.Namespace != "shop")) {
+			t.Errorf("Service(%s:%d %v) = %+v, %v; want %q", tc.addr, tc.port, tc.proto, ep, ok, tc.want)
+		}
+	}
 }

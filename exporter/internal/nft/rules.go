@@ -83,7 +83,45 @@ func buildSpec(cfg *Config) *spec {
 			s.rules = append(s.rules, &nftables.Rule{Table: s.table, Chain: chain, Exprs: exprs})
 		}
 	}
+	if cfg.PreDNAT {
+		s.addPreDNAT(cfg)
+	}
 	return s
+}
+
+// The chains that see a connection's first packet before destination
+// NAT: prerouting for forwarded and delivered traffic, output for the
+// node's own, both just before the nat chains (dstnat, -100; kube-proxy's
+// and iptables' nat tables are there).
+const (
+	ChainPreDNATPrerouting = "prerouting"
+	ChainPreDNATOutput     = "output"
+	preDNATPriority        = -101
+)
+
+// addPreDNAT adds one rule to each pre-DNAT chain: log a connection's
+// first packet (its conntrack entry is not confirmed yet, which holds for
+// exactly one packet per connection) with the prefix PrefixPreDNAT. It is
+// never sampled: the connection's later packets may be.
+func (s *spec) addPreDNAT(cfg *Config) {
+	accept := nftables.ChainPolicyAccept
+	confirmed := binary.NativeEndian.AppendUint32(nil, 1<<3) // IPS_CONFIRMED
+	for _, c := range []struct {
+		name string
+		hook *nftables.ChainHook
+	}{{ChainPreDNATPrerouting, nftables.ChainHookPrerouting}, {ChainPreDNATOutput, nftables.ChainHookOutput}} {
+		chain := &nftables.Chain{
+			Name: c.name, Table: s.table, Type: nftables.ChainTypeFilter, Hooknum: c.hook,
+			Priority: nftables.ChainPriorityRef(preDNATPriority), Policy: &accept,
+		}
+		s.chains = append(s.chains, chain)
+		s.rules = append(s.rules, &nftables.Rule{Table: s.table, Chain: chain, Exprs: []expr.Any{
+			&expr.Ct{Key: expr.CtKeySTATUS, Register: 1},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: confirmed, Xor: make([]byte, 4)},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: make([]byte, 4)},
+			logTo(cfg, PrefixPreDNAT),
+		}})
+	}
 }
 
 // Log prefixes: the log rules tell capture the packet's conntrack state
@@ -108,6 +146,10 @@ const (
 	// PrefixUntracked marks a packet without a connection: untracked
 	// (notrack) or invalid.
 	PrefixUntracked = "u"
+	// PrefixPreDNAT marks the first packet of a connection logged before
+	// destination NAT: not traffic to count, but the destination the
+	// client dialled, for the packets of the connection logged after.
+	PrefixPreDNAT = "p"
 )
 
 // chainRules returns the rules of one base chain, in order: loopback,

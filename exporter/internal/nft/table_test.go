@@ -64,6 +64,11 @@ func TestInstallGolden(t *testing.T) {
 		cfg    func() Config
 	}{
 		{"default.nft", DefaultConfig},
+		{"services.nft", func() Config {
+			c := DefaultConfig()
+			c.PreDNAT = true
+			return c
+		}},
 		{"sampled.nft", func() Config {
 			c := DefaultConfig()
 			c.SampleRate = 10

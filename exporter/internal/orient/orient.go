@@ -60,7 +60,7 @@ func Orient(p *flow.Packet, f *flow.Flow) {
 		f.NewConn = ct.Info == flow.CTNew
 		f.DNAT = ct.DNAT
 		if svc := ct.OrigDst.Unmap(); svc.IsValid() && svc != f.Responder.Unmap() {
-			f.Service = svc
+			f.Service, f.ServicePort = svc, ct.OrigDstPort
 		}
 		return
 	}

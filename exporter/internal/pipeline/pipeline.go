@@ -35,6 +35,9 @@ type Config struct {
 	EvictInterval time.Duration
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// Services names the destination clients dialled before DNAT when
+	// conntrack does not (natinfo.Table); nil leaves that to conntrack.
+	Services ServiceNamer
 	// Synced reports whether the source of identity knows the cluster.
 	// Until it does, packets are dropped and counted: attributed now,
 	// every node would report every connection under Unknown. Nil means
@@ -73,6 +76,16 @@ type Attributor interface {
 type Table interface {
 	AddBatch(now time.Time, ups []aggregate.Update, scale uint32)
 	Evict(now time.Time) int
+}
+
+// ServiceNamer joins the first packet of each connection, logged before
+// DNAT, with the connection's later packets (*natinfo.Table). It runs on
+// capture's goroutine and must not block.
+type ServiceNamer interface {
+	// Remember takes a first packet as logged before DNAT.
+	Remember(p *flow.Packet)
+	// Name sets the flow's Service from what was remembered.
+	Name(p *flow.Packet, f *flow.Flow)
 }
 
 // Pipeline is the hand-off between capture and aggregation.
@@ -141,8 +154,19 @@ func (p *Pipeline) Handle(rec *flow.Record) {
 		p.decodeErrs[r].Add(1)
 		return
 	}
+	if rec.PreDNAT {
+		// What the client dialled, not traffic: only for naming.
+		if p.cfg.Services != nil {
+			p.cfg.Services.Remember(&p.pkt)
+		}
+		p.curMu.Unlock()
+		return
+	}
 	b := p.cur
 	orient.Orient(&p.pkt, &b.flows[b.n])
+	if p.cfg.Services != nil {
+		p.cfg.Services.Name(&p.pkt, &b.flows[b.n])
+	}
 	b.n++
 	if b.n == BatchSize {
 		p.cur = p.handOff(b)

@@ -252,3 +252,32 @@ func TestAnyAttributorAndTable(t *testing.T) {
 		}
 	}
 }
+
+// rememberingNamer names every flow with the last destination remembered.
+type rememberingNamer struct{ last netip.Addr }
+
+func (r *rememberingNamer) Remember(p *flow.Packet)           { r.last = p.Dst }
+func (r *rememberingNamer) Name(_ *flow.Packet, f *flow.Flow) { f.Service = r.last }
+
+// TestPreDNATRecordsNameButDoNotCount: a first packet logged before DNAT
+// goes to the namer only; the connection's packets are named by it.
+func TestPreDNATRecordsNameButDoNotCount(t *testing.T) {
+	tab := &recordingTable{}
+	namer := &rememberingNamer{}
+	cluster := netip.MustParseAddr("10.96.0.10")
+	p := New(Config{FlushInterval: time.Hour, Services: namer}, serviceKey{}, tab)
+	p.Handle(&flow.Record{Payload: udp4(client, cluster, 40000, 53, 100), Family: unix.AF_INET, PreDNAT: true})
+	p.Handle(request(100))
+	p.Drain()
+	if len(tab.ups) != 1 || tab.ups[0].Key.DstService != cluster.String() {
+		t.Fatalf("table got %+v, want one update named after %v", tab.ups, cluster)
+	}
+}
+
+// serviceKey keeps every flow under its Service's address.
+type serviceKey struct{}
+
+func (serviceKey) Attribute(f *flow.Flow, k *flow.Key) bool {
+	*k = flow.Key{DstService: f.Service.String()}
+	return true
+}
