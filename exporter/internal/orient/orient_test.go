@@ -40,19 +40,19 @@ func TestOrient(t *testing.T) {
 				p.CT.Created = true
 				p.TCPFlags = flow.TCPSyn
 			}),
-			flow.Flow{Initiator: client, Responder: backend, Service: cluster, Port: 8080, Dir: flow.Original, NewConn: true}},
+			flow.Flow{Initiator: client, Responder: backend, Service: cluster, ServicePort: 80, Port: 8080, Dir: flow.Original, NewConn: true}},
 		{"conntrack new but not the packet that created the entry: a retransmitted SYN opens nothing",
 			with(pkt(flow.ProtoTCP, client, 40000, backend, 8080), func(p *flow.Packet) {
 				p.CT = ct(flow.CTNew, client, cluster, 40000, 80)
 				p.TCPFlags = flow.TCPSyn
 			}),
-			flow.Flow{Initiator: client, Responder: backend, Service: cluster, Port: 8080, Dir: flow.Original}},
+			flow.Flow{Initiator: client, Responder: backend, Service: cluster, ServicePort: 80, Port: 8080, Dir: flow.Original}},
 		{"conntrack reply of the DNAT'd connection: source still the backend pod",
 			with(pkt(flow.ProtoTCP, backend, 8080, client, 40000), func(p *flow.Packet) {
 				p.CT = ct(flow.CTEstablishedReply, client, cluster, 40000, 80)
 				p.TCPFlags = flow.TCPSyn | flow.TCPAck
 			}),
-			flow.Flow{Initiator: client, Responder: backend, Service: cluster, Port: 8080, Dir: flow.Reply}},
+			flow.Flow{Initiator: client, Responder: backend, Service: cluster, ServicePort: 80, Port: 8080, Dir: flow.Reply}},
 		{"conntrack established, original, no DNAT: no Service",
 			with(pkt(flow.ProtoTCP, client, 40000, backend, 8080), func(p *flow.Packet) {
 				p.CT = ct(flow.CTEstablished, client, backend, 40000, 8080)
@@ -69,12 +69,12 @@ func TestOrient(t *testing.T) {
 				p.CT = ct(flow.CTNew, client6, cluster6, 40000, 53)
 				p.CT.Created = true
 			}),
-			flow.Flow{Initiator: client6, Responder: backend6, Service: cluster6, Port: 5353, Dir: flow.Original, NewConn: true}},
+			flow.Flow{Initiator: client6, Responder: backend6, Service: cluster6, ServicePort: 53, Port: 5353, Dir: flow.Original, NewConn: true}},
 		{"conntrack IPv6 reply through a Service",
 			with(pkt(flow.ProtoUDP, backend6, 5353, client6, 40000), func(p *flow.Packet) {
 				p.CT = ct(flow.CTEstablishedReply, client6, cluster6, 40000, 53)
 			}),
-			flow.Flow{Initiator: client6, Responder: backend6, Service: cluster6, Port: 5353, Dir: flow.Reply}},
+			flow.Flow{Initiator: client6, Responder: backend6, Service: cluster6, ServicePort: 53, Port: 5353, Dir: flow.Reply}},
 		{"conntrack related reply: an ICMP error back to the initiator, port 0",
 			with(pkt(flow.ProtoICMP, backend, 0, client, 0), func(p *flow.Packet) {
 				p.CT = ct(flow.CTRelatedReply, client, backend, 40000, 8080)
@@ -104,7 +104,7 @@ func TestOrient(t *testing.T) {
 			with(pkt(flow.ProtoTCP, client, 40000, backend, 8080), func(p *flow.Packet) {
 				p.CT = ct(flow.CTEstablished, client, netip.AddrFrom16(cluster.As16()), 40000, 80)
 			}),
-			flow.Flow{Initiator: client, Responder: backend, Service: cluster, Port: 8080, Dir: flow.Original}},
+			flow.Flow{Initiator: client, Responder: backend, Service: cluster, ServicePort: 80, Port: 8080, Dir: flow.Original}},
 		{"conntrack original destination is the responder, IPv4-mapped: no Service",
 			with(pkt(flow.ProtoTCP, client, 40000, backend, 8080), func(p *flow.Packet) {
 				p.CT = ct(flow.CTEstablished, client, netip.AddrFrom16(backend.As16()), 40000, 8080)
