@@ -33,6 +33,8 @@ func run() int {
 	amPort := flag.Int("alertmanager-port", 9093, "local port for Alertmanager (0: any free port)")
 	metricsPort := flag.Int("metrics-port", 9811, "first local port for the podflow instances' /metrics (one per node)")
 	repo := flag.String("repo", "..", "the podflow checkout")
+	proxyMode := flag.String("proxy-mode", harness.ProxyNftables, "kube-proxy's mode on every node: nftables or iptables")
+	fabric := flag.String("fabric", harness.FabricRouted, "how nodes reach each other's pods: routed or overlay (VXLAN)")
 	flag.Parse()
 
 	if os.Geteuid() != 0 {
@@ -52,7 +54,8 @@ func run() int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	env, err := harness.New(ctx, harness.Options{Prefix: "pfdemo-", Bins: bins, Logf: logf, OwnSignals: true})
+	env, err := harness.New(ctx, harness.Options{Prefix: "pfdemo-", Bins: bins, Logf: logf, OwnSignals: true,
+		ProxyMode: *proxyMode, FabricMode: *fabric})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		return 1
@@ -136,7 +139,10 @@ func demo(ctx context.Context, env *harness.Env, root string, logf func(string, 
 		fmt.Println(l)
 	}
 	fmt.Println()
+	lb := s.Services["shop/storefront"]
 	fmt.Println("Try in Prometheus:  sum by (source_workload, destination_workload) (rate(podflow_bytes_total[1m]))")
+	fmt.Printf("kube-proxy (%s mode) runs on every node; customers (%s, outside) reach shop/frontend\n", orDefault(env.ProxyMode, harness.ProxyNftables), harness.OutsideNetwork)
+	fmt.Printf("through the LoadBalancer shop/storefront at %v and %v, routed to %s.\n", lb.LoadBalancerIP(4), lb.LoadBalancerIP(6), lb.LBNode.Name)
 	fmt.Printf("Steady traffic between the known workloads now; in %v shop/debug opens a connection\n", unexpectedAfter)
 	fmt.Println("to shop/db that the baseline has never seen. Ctrl-C stops and removes everything.")
 	fmt.Println()
@@ -172,29 +178,37 @@ func steadyTraffic(ctx context.Context, env *harness.Env, s *harness.Sandbox) er
 	for _, l := range []struct {
 		ns   *harness.NetNS
 		port int
-	}{{checkout.NS, 8080}, {db.NS, 5432}, {env.Fabric, 443}} {
+	}{{checkout.NS, 8080}, {db.NS, 5432}, {env.Fabric, 443}, {s.Pod("shop/frontend").NS, 8443}} {
 		if _, err := env.TCPSink(l.ns, l.port, true); err != nil {
 			return err
 		}
 	}
 	svc := s.Services["shop/checkout"]
+	lb := s.Services["shop/storefront"]
+	out, err := env.AddOutsideClient()
+	if err != nil {
+		return err
+	}
 	flows := []struct {
-		from *harness.Pod
+		from *harness.NetNS
 		to   netip.AddrPort
 		size int
 	}{
-		{s.Pod("shop/frontend"), netip.AddrPortFrom(svc.ClusterIP(4), uint16(svc.Port)), 4000},
-		{s.Pod("shop/debug"), netip.AddrPortFrom(svc.ClusterIP(6), uint16(svc.Port)), 500},
-		{checkout, netip.AddrPortFrom(db.IPv4, 5432), 2000},
-		{s.Pod("batch/report"), netip.AddrPortFrom(db.IPv6, 5432), 1500},
-		{s.Pod("shop/frontend"), netip.AddrPortFrom(harness.OutsideCorpV4, 443), 800},
+		{s.Pod("shop/frontend").NS, netip.AddrPortFrom(svc.ClusterIP(4), uint16(svc.Port)), 4000},
+		{s.Pod("shop/debug").NS, netip.AddrPortFrom(svc.ClusterIP(6), uint16(svc.Port)), 500},
+		{checkout.NS, netip.AddrPortFrom(db.IPv4, 5432), 2000},
+		{s.Pod("batch/report").NS, netip.AddrPortFrom(db.IPv6, 5432), 1500},
+		{s.Pod("shop/frontend").NS, netip.AddrPortFrom(harness.OutsideCorpV4, 443), 800},
+		// Customers on the internet, through the cloud load balancer.
+		{out.NS, netip.AddrPortFrom(lb.LoadBalancerIP(4), uint16(lb.Port)), 3000},
+		{out.NS, netip.AddrPortFrom(lb.LoadBalancerIP(6), uint16(lb.Port)), 1000},
 	}
 	go func() {
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
 		for {
 			for _, f := range flows {
-				_ = harness.TCPExchange(ctx, f.from.NS, f.to, f.size, true)
+				_ = harness.TCPExchange(ctx, f.from, f.to, f.size, true)
 			}
 			select {
 			case <-ctx.Done():
@@ -204,4 +218,11 @@ func steadyTraffic(ctx context.Context, env *harness.Env, s *harness.Sandbox) er
 		}
 	}()
 	return nil
+}
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
 }
