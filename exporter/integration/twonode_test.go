@@ -5,9 +5,11 @@ package integration
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -79,10 +81,7 @@ func TestTwoNodes(t *testing.T) {
 	tn.n2.MustRun(t, "ping", "-4", "-n", "-q", "-c", "2", "-i", "0.2", "-s", "56", twonodeA)
 
 	kernel := readTwonodeCounters(t, tn.a)
-	client := twonodeEnd{"alpha", "client", "Deployment"}
-	cache := twonodeEnd{"alpha", "cache", "StatefulSet"}
-	sink := twonodeEnd{"gamma", "sink", "StatefulSet"}
-	node2 := twonodeEnd{"", "n2", "Node"}
+	client, cache, sink, node2 := twonodeClient, twonodeCache, twonodeSink, twonodeNode2
 	type flowWant struct {
 		name     string
 		src, dst twonodeEnd
@@ -109,14 +108,8 @@ func TestTwoNodes(t *testing.T) {
 		t.Fatalf("kernel counted %+v from the TCP client, less than its payload", c)
 	}
 
-	var mismatches []string
-	scrapes := map[string]map[string]*dto.MetricFamily{}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		for n, d := range nodes {
-			scrapes[n], _ = d.scrape()
-		}
-		mismatches = mismatches[:0]
+	scrapes := twonodeUntilEqual(t, nodes, func(scrapes map[string]map[string]*dto.MetricFamily) []string {
+		var mismatches []string
 		for _, f := range flows {
 			for _, dir := range []struct {
 				name string
@@ -124,37 +117,11 @@ func TestTwoNodes(t *testing.T) {
 			}{{"original", f.orig}, {"reply", f.reply}} {
 				match := f.src.labels(f.dst, f.port, f.proto)
 				match["direction"] = dir.name
-				var sumP, sumB float64
-				for n := range nodes {
-					p, np := twonodeSum(scrapes[n], "podflow_packets_total", match)
-					b, _ := twonodeSum(scrapes[n], "podflow_bytes_total", match)
-					sumP, sumB = sumP+p, sumB+b
-					// No pair counted twice: only the reporter has the series,
-					// and has it once.
-					if n != f.reporter && np > 0 {
-						mismatches = append(mismatches, fmt.Sprintf("%s %s: also counted on %s (%v packets)", f.name, dir.name, n, p))
-					}
-					if np > 1 {
-						mismatches = append(mismatches, fmt.Sprintf("%s %s: %d series on %s", f.name, dir.name, np, n))
-					}
-				}
-				if sumP != float64(dir.want.packets) || sumB != float64(dir.want.bytes) {
-					mismatches = append(mismatches, fmt.Sprintf("%s %s: both nodes sum to %v packets %v bytes, want %d and %d",
-						f.name, dir.name, sumP, sumB, dir.want.packets, dir.want.bytes))
-				}
+				mismatches = append(mismatches, twonodeCheck(scrapes, f.name+" "+dir.name, match, f.reporter, dir.want)...)
 			}
 		}
-		if len(mismatches) == 0 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-	if len(mismatches) > 0 {
-		sort.Strings(mismatches)
-		_, b1 := d1.scrape()
-		_, b2 := d2.scrape()
-		t.Fatalf("counters differ:\n%s\nn1:\n%s\nn2:\n%s", strings.Join(mismatches, "\n"), grepPodflow(b1), grepPodflow(b2))
-	}
+		return mismatches
+	})
 
 	// One TCP connection, counted once in the cluster.
 	var conns float64
@@ -270,6 +237,57 @@ func TestTwoNodesAPIOutage(t *testing.T) {
 	t.Logf("%d datagrams until the new identity applied after the API server came back", sent)
 }
 
+// twonodeUntilEqual scrapes every node until check finds no mismatch,
+// for at most 20 seconds, and fails with the mismatches and every node's
+// podflow series if they remain. It returns the last scrapes.
+func twonodeUntilEqual(t *testing.T, nodes map[string]*daemon, check func(map[string]map[string]*dto.MetricFamily) []string) map[string]map[string]*dto.MetricFamily {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		scrapes := map[string]map[string]*dto.MetricFamily{}
+		for n, d := range nodes {
+			scrapes[n], _ = d.scrape()
+		}
+		mismatches := check(scrapes)
+		if len(mismatches) == 0 {
+			return scrapes
+		}
+		if time.Now().After(deadline) {
+			sort.Strings(mismatches)
+			var b strings.Builder
+			for _, n := range slices.Sorted(maps.Keys(nodes)) {
+				_, body := nodes[n].scrape()
+				fmt.Fprintf(&b, "\n%s:\n%s", n, grepPodflow(body))
+			}
+			t.Fatalf("counters differ:\n%s%s", strings.Join(mismatches, "\n"), b.String())
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// twonodeCheck compares the sum over every node of one pair's packets and
+// bytes (the series matching match) with want, and says where the pair
+// was counted other than on reporter, or in more than one series.
+func twonodeCheck(scrapes map[string]map[string]*dto.MetricFamily, what string, match map[string]string, reporter string, want count) []string {
+	var mismatches []string
+	var sumP, sumB float64
+	for n, mfs := range scrapes {
+		p, np := twonodeSum(mfs, "podflow_packets_total", match)
+		b, _ := twonodeSum(mfs, "podflow_bytes_total", match)
+		sumP, sumB = sumP+p, sumB+b
+		if n != reporter && np > 0 {
+			mismatches = append(mismatches, fmt.Sprintf("%s: also counted on %s (%v packets)", what, n, p))
+		}
+		if np > 1 {
+			mismatches = append(mismatches, fmt.Sprintf("%s: %d series on %s", what, np, n))
+		}
+	}
+	if sumP != float64(want.packets) || sumB != float64(want.bytes) {
+		mismatches = append(mismatches, fmt.Sprintf("%s: the nodes sum to %v packets %v bytes, want %d and %d", what, sumP, sumB, want.packets, want.bytes))
+	}
+	return mismatches
+}
+
 // twonodeEventually polls cond until it holds, for at most a minute (the
 // informers' retry backoff grows to several seconds).
 func twonodeEventually(t *testing.T, what string, cond func() bool) {
@@ -309,6 +327,14 @@ func readTwonodeCounters(t *testing.T, ns *netnstest.NS) map[string]count {
 }
 
 type twonodeEnd struct{ namespace, workload, kind string }
+
+// The workloads of twonodePods and the second node.
+var (
+	twonodeClient = twonodeEnd{"alpha", "client", "Deployment"}
+	twonodeCache  = twonodeEnd{"alpha", "cache", "StatefulSet"}
+	twonodeSink   = twonodeEnd{"gamma", "sink", "StatefulSet"}
+	twonodeNode2  = twonodeEnd{"", "n2", "Node"}
+)
 
 func (src twonodeEnd) labels(dst twonodeEnd, port int, proto string) map[string]string {
 	return map[string]string{
@@ -411,6 +437,11 @@ type twonodeAPI struct {
 	port int
 	nss  []*netnstest.NS
 
+	// pods and services are the cluster's pods (twonodePods when nil)
+	// and Services.
+	pods     func(gen int) []corev1.Pod
+	services []corev1.Service
+
 	mu       sync.Mutex
 	srv      *http.Server
 	gen      int
@@ -421,7 +452,14 @@ type twonodeAPI struct {
 // namespace.
 func twonodeServeAPI(t *testing.T, nss ...*netnstest.NS) *twonodeAPI {
 	t.Helper()
-	a := &twonodeAPI{t: t, port: 6443, nss: nss, gen: 1, podLists: map[int]int{}}
+	return twonodeServe(t, &twonodeAPI{nss: nss})
+}
+
+// twonodeServe serves a's objects; a names the namespaces and may name
+// the pods and Services.
+func twonodeServe(t *testing.T, a *twonodeAPI) *twonodeAPI {
+	t.Helper()
+	a.t, a.port, a.gen, a.podLists = t, 6443, 1, map[int]int{}
 	a.start()
 	t.Cleanup(a.stop)
 	return a
@@ -517,12 +555,16 @@ func (a *twonodeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var list any
 	switch r.URL.Path {
 	case "/api/v1/pods":
-		list = &corev1.PodList{TypeMeta: metav1.TypeMeta{Kind: "PodList", APIVersion: "v1"}, ListMeta: lm, Items: twonodePods(gen)}
+		pods := twonodePods
+		if a.pods != nil {
+			pods = a.pods
+		}
+		list = &corev1.PodList{TypeMeta: metav1.TypeMeta{Kind: "PodList", APIVersion: "v1"}, ListMeta: lm, Items: pods(gen)}
 		a.mu.Lock()
 		a.podLists[gen]++
 		a.mu.Unlock()
 	case "/api/v1/services":
-		list = &corev1.ServiceList{TypeMeta: metav1.TypeMeta{Kind: "ServiceList", APIVersion: "v1"}, ListMeta: lm}
+		list = &corev1.ServiceList{TypeMeta: metav1.TypeMeta{Kind: "ServiceList", APIVersion: "v1"}, ListMeta: lm, Items: a.services}
 	case "/api/v1/nodes":
 		list = &corev1.NodeList{TypeMeta: metav1.TypeMeta{Kind: "NodeList", APIVersion: "v1"}, ListMeta: lm, Items: []corev1.Node{
 			twonodeNode("n1", "192.168.50.1", "10.244.1.0/24", rv),

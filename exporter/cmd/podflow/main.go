@@ -25,6 +25,7 @@ import (
 	"github.com/podflow/podflow/exporter/internal/capture"
 	"github.com/podflow/podflow/exporter/internal/collector"
 	"github.com/podflow/podflow/exporter/internal/flow"
+	"github.com/podflow/podflow/exporter/internal/natinfo"
 	"github.com/podflow/podflow/exporter/internal/nft"
 	"github.com/podflow/podflow/exporter/internal/pipeline"
 )
@@ -81,16 +82,29 @@ func run(args []string) int {
 	}
 
 	attr := attribute.New(ident, attribute.Config{Node: cfg.Kube.NodeName, Labels: cfg.Labels})
+	// destination_service: where NFLOG carries no conntrack tuple, the
+	// table also logs each connection's first packet before DNAT, and
+	// natinfo joins it with the connection's later packets.
+	var services *natinfo.Table
+	var namer pipeline.ServiceNamer
+	if cfg.Labels.DestinationService {
+		cfg.Nftables.PreDNAT = true
+		services = natinfo.New(0)
+		namer = services
+	}
 	pipe := pipeline.New(pipeline.Config{
 		QueueSize:     cfg.QueueSize,
 		SampleRate:    cfg.Nftables.SampleRate,
 		EvictInterval: evictInterval(cfg.IdleTimeout),
 		Synced:        ident.Synced,
+		Services:      namer,
 	}, attr, table)
 	reader := capture.New(cfg.Capture, logger)
 	nftTable := nft.New(cfg.Nftables, logger)
 
-	selfReg := collector.NewSelfRegistry(sources(cfg, reader, pipe, attr, table, nftTable, ident))
+	src := sources(cfg, reader, pipe, attr, table, nftTable, ident)
+	src.ServiceNaming = serviceNaming(reader, services)
+	selfReg := collector.NewSelfRegistry(src)
 	handler, err := newHandler(logger, collector.NewFlows(table, cfg.Labels), selfReg, readiness(cfg, ident, reader, nftTable))
 	if err != nil {
 		logger.Error("cannot build the HTTP handler", "err", err)
@@ -205,6 +219,24 @@ func identityKind(cfg *Config) string {
 		return "file"
 	}
 	return "kubernetes"
+}
+
+// serviceNaming says how this node names the Service a client dialled:
+// from NFLOG's conntrack tuple (the glue), from the pre-DNAT log records
+// natinfo joins (services, when destination_service is enabled), or not
+// at all.
+func serviceNaming(reader *capture.Reader, services *natinfo.Table) func() collector.ServiceNamingStats {
+	return func() collector.ServiceNamingStats {
+		var s collector.ServiceNamingStats
+		if services != nil {
+			n := services.Stats()
+			s.Method, s.Misses, s.Forgotten = collector.NamingLog, n.Missed, n.Forgotten
+		}
+		if reader.Stats().Conntrack {
+			s.Method = collector.NamingGlue
+		}
+		return s
+	}
 }
 
 // sources adapts each component's Stats to the collector's.

@@ -18,6 +18,13 @@ type Resolver interface {
 	Lookup(netip.Addr) (flow.Endpoint, bool)
 }
 
+// ServiceResolver is implemented by a Resolver that knows every address
+// and port a Service answers on before DNAT: ClusterIPs, load balancer
+// ingress addresses, and node ports on a node's address.
+type ServiceResolver interface {
+	Service(addr netip.Addr, port uint16, proto flow.Protocol) (flow.Endpoint, bool)
+}
+
 // The opt-in label names of --metrics.labels.
 const (
 	LabelSourcePod          = "source_pod"
@@ -92,6 +99,7 @@ type Stats struct {
 // one goroutine at a time; Stats from any.
 type Attributor struct {
 	resolver Resolver
+	services ServiceResolver // nil: Services by ClusterIP only
 	node     string
 	labels   Labels
 
@@ -104,14 +112,17 @@ type Attributor struct {
 
 // New returns an Attributor that looks addresses up in r.
 func New(r Resolver, cfg Config) *Attributor {
-	return &Attributor{resolver: r, node: cfg.Node, labels: cfg.Labels}
+	a := &Attributor{resolver: r, node: cfg.Node, labels: cfg.Labels}
+	a.services, _ = r.(ServiceResolver)
+	return a
 }
 
 // Attribute fills k with the series of f and reports true when this node
 // reports f. A connection is reported by the node of its initiator when
 // the initiator is in the cluster (a pod or a node), otherwise by the
-// node of its responder; when neither side names a node (no cluster
-// around, as with static identities on a plain host), this node reports.
+// node that translated its destination, else by the node of its
+// responder; when neither side names a node (no cluster around, as with
+// static identities on a plain host), this node reports.
 // Flows this node leaves to another are counted and not projected.
 func (a *Attributor) Attribute(f *flow.Flow, k *flow.Key) bool {
 	switch {
@@ -134,7 +145,7 @@ func (a *Attributor) Attribute(f *flow.Flow, k *flow.Key) bool {
 		a.dstMiss.Add(1)
 		dst = unknown(&dst)
 	}
-	if r := reporter(&src, &dst); r != "" && a.node != "" && r != a.node {
+	if r := reporter(&src, &dst, f.DNAT, a.node); r != "" && a.node != "" && r != a.node {
 		a.otherNode.Add(1)
 		return false
 	}
@@ -155,12 +166,31 @@ func (a *Attributor) Attribute(f *flow.Flow, k *flow.Key) bool {
 	if a.labels.DestinationPod {
 		k.DstPod = dst.Pod
 	}
-	if a.labels.DestinationService && f.Service.IsValid() {
-		if svc, ok := a.resolver.Lookup(f.Service); ok && svc.Kind == flow.KindService {
-			k.DstService = svc.Workload
-		}
+	if a.labels.DestinationService {
+		k.DstService = a.service(f, &dst)
 	}
 	return true
+}
+
+// service names the Service of a flow: the one the initiator dialled
+// before DNAT, or, for a flow to a node's node port that no node on this
+// side translated, the Service behind that port.
+func (a *Attributor) service(f *flow.Flow, dst *flow.Endpoint) string {
+	switch {
+	case f.Service.IsValid() && a.services != nil:
+		if svc, ok := a.services.Service(f.Service, f.ServicePort, f.Proto); ok {
+			return svc.Workload
+		}
+	case f.Service.IsValid():
+		if svc, ok := a.resolver.Lookup(f.Service); ok && svc.Kind == flow.KindService {
+			return svc.Workload
+		}
+	case dst.Kind == flow.KindNode && a.services != nil:
+		if svc, ok := a.services.Service(f.Responder, f.Port, f.Proto); ok {
+			return svc.Workload
+		}
+	}
+	return ""
 }
 
 // isMulticast reports multicast and the IPv4 limited broadcast address.
@@ -179,10 +209,24 @@ func unknown(miss *flow.Endpoint) flow.Endpoint {
 }
 
 // reporter returns the node that reports a flow between src and dst, or
-// "" when neither names a node.
-func reporter(src, dst *flow.Endpoint) string {
+// "" when neither names a node. here is this node, dnatHere whether this
+// node translated the flow's destination.
+//
+// The initiator's node reports a connection whose initiator is in the
+// cluster: every packet the initiator sends crosses it, before any
+// translation. Otherwise (a client outside the cluster) the responder's
+// node reports, unless this node translated the destination: a node port
+// or load balancer address that this node forwards, usually with source
+// NAT (kube-proxy masquerades such traffic for externalTrafficPolicy
+// Cluster). Past this node the connection seems to come from this node,
+// whose address names it as the initiator, so this node, the only one
+// that saw the outside client, reports it.
+func reporter(src, dst *flow.Endpoint, dnatHere bool, here string) string {
 	if src.Node != "" && (src.Kind == flow.KindNode || src.Kind == flow.KindUnknown || isPod(src.Kind)) {
 		return src.Node
+	}
+	if dnatHere {
+		return here
 	}
 	return dst.Node
 }

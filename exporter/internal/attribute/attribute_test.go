@@ -245,3 +245,45 @@ func TestLinkScopedTrafficIsNotAPair(t *testing.T) {
 		t.Errorf("pod to 169.254.169.254: counted %v as %+v, want counted as cloud-metadata", a.Stats(), k)
 	}
 }
+
+// frontends is a resolver that also knows the Services behind addresses
+// and ports dialled before DNAT.
+type frontends struct {
+	fakeResolver
+	svc map[netip.AddrPort]string
+}
+
+func (f frontends) Service(a netip.Addr, port uint16, _ flow.Protocol) (flow.Endpoint, bool) {
+	name, ok := f.svc[netip.AddrPortFrom(a, port)]
+	return flow.Endpoint{Namespace: "shop", Workload: name, Kind: flow.KindService}, ok
+}
+
+// TestServiceByFrontend names destination_service by the address and
+// port the client dialled (a load balancer address, a node port), and,
+// for a flow to another node's node port that nothing on this side
+// translated, by that node port.
+func TestServiceByFrontend(t *testing.T) {
+	lb := netip.MustParseAddr("198.51.100.80")
+	r := frontends{resolver, map[netip.AddrPort]string{
+		netip.AddrPortFrom(lb, 443):         "web-lb",
+		netip.AddrPortFrom(ipNodeB, 30080):  "web-nodeport",
+		netip.AddrPortFrom(ipSvcCart, 8080): "cart",
+	}}
+	a := New(r, Config{Labels: Labels{DestinationService: true}})
+	for _, tc := range []struct {
+		name string
+		f    flow.Flow
+		want string
+	}{
+		{"load balancer address", flow.Flow{Initiator: ipExternal, Responder: ipCartA, Service: lb, ServicePort: 443, Port: 8443, Proto: flow.ProtoTCP, DNAT: true}, "web-lb"},
+		{"ClusterIP", flow.Flow{Initiator: ipFrontendA, Responder: ipCartA, Service: ipSvcCart, ServicePort: 8080, Port: 8443, Proto: flow.ProtoTCP, DNAT: true}, "cart"},
+		{"another node's node port, untranslated here", flow.Flow{Initiator: ipFrontendA, Responder: ipNodeB, Port: 30080, Proto: flow.ProtoTCP}, "web-nodeport"},
+		{"a node's own port", flow.Flow{Initiator: ipFrontendA, Responder: ipNodeB, Port: 10250, Proto: flow.ProtoTCP}, ""},
+		{"no Service", flow.Flow{Initiator: ipFrontendA, Responder: ipCartA, Port: 8443, Proto: flow.ProtoTCP}, ""},
+	} {
+		var k flow.Key
+		if !a.Attribute(&tc.f, &k) || k.DstService != tc.want {
+			t.Errorf("%s: destination_service %q, want %q", tc.name, k.DstService, tc.want)
+		}
+	}
+}

@@ -111,6 +111,7 @@ func (p *parser) packet(msg []byte, h Handler) {
 		payload bool
 		ctInfo  bool  // NFULA_CT_INFO seen: the glue's state wins
 		fromLog uint8 // the state the log prefix names, noState for none
+		dnat    bool  // the log prefix carries the DNAT flag
 	)
 	fromLog = noState
 	attrs := msg[nfgenHdrLen:]
@@ -145,7 +146,8 @@ func (p *parser) packet(msg []byte, h Handler) {
 				ctInfo = true
 			}
 		case nfulaPrefix:
-			fromLog = prefixState(v)
+			fromLog, dnat = prefixState(v)
+			rec.PreDNAT = isPreDNAT(v)
 		}
 		next := align4(l)
 		if next >= len(attrs) {
@@ -173,6 +175,7 @@ func (p *parser) packet(msg []byte, h Handler) {
 		// tuple.
 		rec.CT.Present, rec.CT.Info = true, fromLog
 	}
+	rec.CT.DNAT = dnat && rec.CT.Present
 	p.received++
 	h.Handle(rec)
 }
@@ -181,24 +184,41 @@ func (p *parser) packet(msg []byte, h Handler) {
 const noState = 0xff
 
 // prefixState maps the NFULA_PREFIX of podflow's log rules (a
-// NUL-terminated string: "n", "o", "r" or "u", see nft.PrefixNew and the
-// others) to the ip_conntrack_info it stands for: NEW, ESTABLISHED in the
-// original direction (RELATED included), ESTABLISHED_REPLY (RELATED_REPLY
-// included). Untracked packets, and prefixes of other rules logging to
-// the group, give noState.
-func prefixState(v []byte) uint8 {
-	if len(v) < 1 || (len(v) > 1 && v[1] != 0) {
-		return noState
+// NUL-terminated string: "n", "o", "r" or "u", then flags, see
+// nft.PrefixNew and the others) to the ip_conntrack_info it stands for:
+// NEW, ESTABLISHED in the original direction (RELATED included),
+// ESTABLISHED_REPLY (RELATED_REPLY included); and whether the DNAT flag
+// (nft.FlagDNAT) follows. Untracked packets, and prefixes of other rules
+// logging to the group, give noState.
+func prefixState(v []byte) (state uint8, dnat bool) {
+	end := 0
+	for end < len(v) && v[end] != 0 {
+		end++
+	}
+	if end == 0 || end > 2 {
+		return noState, false
+	}
+	if end == 2 {
+		if v[1] != 'd' {
+			return noState, false
+		}
+		dnat = true
 	}
 	switch v[0] {
 	case 'n':
-		return flow.CTNew
+		return flow.CTNew, dnat
 	case 'o':
-		return flow.CTEstablished
+		return flow.CTEstablished, dnat
 	case 'r':
-		return flow.CTEstablishedReply
+		return flow.CTEstablishedReply, dnat
 	}
-	return noState
+	return noState, false
+}
+
+// isPreDNAT reports the prefix of the rule that logs a connection's first
+// packet before destination NAT ("p", nft.PrefixPreDNAT).
+func isPreDNAT(v []byte) bool {
+	return len(v) >= 1 && v[0] == 'p' && (len(v) == 1 || v[1] == 0)
 }
 
 // parseCT reads the original tuple from NFULA_CT's nested ctnetlink

@@ -175,6 +175,11 @@ func TestParsePrefix(t *testing.T) {
 		{"empty attribute", []byte{}, nil, -1, flow.Conntrack{}},
 		{"glue wins", []byte("o\x00"), glue, int64(flow.CTNew), flow.Conntrack{Present: true, Info: flow.CTNew, OrigSrc: c, OrigDst: s, OrigSrcPort: 40000, OrigDstPort: 53}},
 		{"glue wins in reply", []byte("n\x00"), glue, int64(flow.CTRelatedReply), flow.Conntrack{Present: true, Info: flow.CTRelatedReply, OrigSrc: c, OrigDst: s, OrigSrcPort: 40000, OrigDstPort: 53}},
+		{"new, DNAT here", []byte("nd\x00"), nil, -1, flow.Conntrack{Present: true, Info: flow.CTNew, DNAT: true}},
+		{"reply, DNAT here", []byte("rd\x00"), nil, -1, flow.Conntrack{Present: true, Info: flow.CTEstablishedReply, DNAT: true}},
+		{"unknown flag", []byte("nx\x00"), nil, -1, flow.Conntrack{}},
+		{"before DNAT: no state", []byte("p\x00"), nil, -1, flow.Conntrack{}},
+		{"glue with the DNAT flag", []byte("od\x00"), glue, int64(flow.CTEstablished), flow.Conntrack{Present: true, Info: flow.CTEstablished, OrigSrc: c, OrigDst: s, OrigSrcPort: 40000, OrigDstPort: 53, DNAT: true}},
 		{"glue without a prefix", nil, glue, int64(flow.CTEstablished), flow.Conntrack{Present: true, Info: flow.CTEstablished, OrigSrc: c, OrigDst: s, OrigSrcPort: 40000, OrigDstPort: 53}},
 	} {
 		var p parser
@@ -186,6 +191,9 @@ func TestParsePrefix(t *testing.T) {
 		}
 		if got := r.recs[0].CT; got != tc.want {
 			t.Errorf("%s: conntrack %+v, want %+v", tc.name, got, tc.want)
+		}
+		if got, want := r.recs[0].PreDNAT, string(tc.prefix) == nft.PrefixPreDNAT+"\x00"; got != want {
+			t.Errorf("%s: pre-DNAT %v, want %v", tc.name, got, want)
 		}
 	}
 
@@ -223,8 +231,14 @@ func TestPrefixesMatchTheTable(t *testing.T) {
 		nft.PrefixReply:     flow.CTEstablishedReply,
 		nft.PrefixUntracked: noState,
 	} {
-		if got := prefixState(append([]byte(prefix), 0)); got != want {
+		if got, dnat := prefixState(append([]byte(prefix), 0)); got != want || dnat {
 			t.Errorf("prefix %q: state %d, want %d", prefix, got, want)
+		}
+		if prefix == nft.PrefixUntracked {
+			continue
+		}
+		if got, dnat := prefixState(append([]byte(prefix+nft.FlagDNAT), 0)); got != want || !dnat {
+			t.Errorf("prefix %q: state %d, DNAT %v, want %d and DNAT", prefix+nft.FlagDNAT, got, dnat, want)
 		}
 	}
 }

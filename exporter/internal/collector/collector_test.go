@@ -117,6 +117,9 @@ var sources = Sources{
 	Kubernetes: func() []ResourceStats {
 		return []ResourceStats{{"pods", true, 0}, {"services", false, 2}}
 	},
+	ServiceNaming: func() ServiceNamingStats {
+		return ServiceNamingStats{Method: NamingLog, Misses: 6, Forgotten: 10}
+	},
 }
 
 func TestSelfExposition(t *testing.T) {
@@ -182,6 +185,17 @@ podflow_series_evicted_total{reason="idle"} 3
 # HELP podflow_series_limit The cap on flow series (--metrics.max-series; 0: no cap).
 # TYPE podflow_series_limit gauge
 podflow_series_limit 100000
+# HELP podflow_service_naming 1 for the method this node names the Service a client dialled by (glue: NFLOG's conntrack tuple; log: the first packet logged before DNAT; none), else 0.
+# TYPE podflow_service_naming gauge
+podflow_service_naming{method="glue"} 0
+podflow_service_naming{method="log"} 1
+podflow_service_naming{method="none"} 0
+# HELP podflow_service_naming_forgotten_total Translated connections forgotten to keep the naming table within its bound.
+# TYPE podflow_service_naming_forgotten_total counter
+podflow_service_naming_forgotten_total 10
+# HELP podflow_service_naming_misses_total Packets of connections this node translated whose pre-DNAT destination was not known.
+# TYPE podflow_service_naming_misses_total counter
+podflow_service_naming_misses_total 6
 `
 	if err := testutil.GatherAndCompare(pedantic(t, newSelf(sources)), strings.NewReader(want)); err != nil {
 		t.Fatal(err)

@@ -58,6 +58,25 @@ type Sources struct {
 	Kubernetes func() []ResourceStats
 	// SampleRate is the 1-in-N sampling rate (--capture.sample-rate).
 	SampleRate uint32
+	// ServiceNaming says how the Services clients dialled are named.
+	ServiceNaming func() ServiceNamingStats
+}
+
+// How a node names the Service a client dialled before DNAT: the values
+// of podflow_service_naming's method label.
+const (
+	NamingGlue = "glue" // NFLOG's conntrack tuple
+	NamingLog  = "log"  // the first packet logged before DNAT
+	NamingNone = "none"
+)
+
+// ServiceNamingStats is the state of Service naming.
+type ServiceNamingStats struct {
+	// Method is NamingGlue, NamingLog or NamingNone ("" is none).
+	Method string
+	// Misses counts translated packets whose Service was not known;
+	// Forgotten, connections dropped to stay within the memory bound.
+	Misses, Forgotten uint64
 }
 
 type self struct {
@@ -67,6 +86,7 @@ type self struct {
 	decodeErrors, misses, ignored, overlay               *prometheus.Desc
 	series, seriesLimit, seriesDropped, seriesEvicted    *prometheus.Desc
 	nftSyncs, kubeSynced, kubeErrors                     *prometheus.Desc
+	naming, namingMisses, namingForgotten                *prometheus.Desc
 }
 
 func desc(name, help string, labels ...string) *prometheus.Desc {
@@ -93,6 +113,10 @@ func newSelf(src Sources) *self {
 		nftSyncs:      desc("nftables_syncs_total", "Installations of the nftables table, by result.", "result"),
 		kubeSynced:    desc("kubernetes_synced", "1 once the informer of the resource has synced, else 0.", "resource"),
 		kubeErrors:    desc("kubernetes_errors_total", "List and watch failures, by resource.", "resource"),
+		naming: desc("service_naming", "1 for the method this node names the Service a client dialled by "+
+			"(glue: NFLOG's conntrack tuple; log: the first packet logged before DNAT; none), else 0.", "method"),
+		namingMisses:    desc("service_naming_misses_total", "Packets of connections this node translated whose pre-DNAT destination was not known."),
+		namingForgotten: desc("service_naming_forgotten_total", "Translated connections forgotten to keep the naming table within its bound."),
 	}
 }
 
@@ -102,6 +126,7 @@ func (s *self) Describe(ch chan<- *prometheus.Desc) {
 		s.decodeErrors, s.misses, s.ignored, s.overlay,
 		s.series, s.seriesLimit, s.seriesDropped, s.seriesEvicted,
 		s.nftSyncs, s.kubeSynced, s.kubeErrors,
+		s.naming, s.namingMisses, s.namingForgotten,
 	} {
 		ch <- d
 	}
@@ -171,6 +196,14 @@ func (s *self) Collect(ch chan<- prometheus.Metric) {
 		for _, o := range n.Overlay {
 			counter(ch, s.overlay, o.Value, o.Label)
 		}
+	}
+	if s.src.ServiceNaming != nil {
+		n := s.src.ServiceNaming()
+		for _, m := range []string{NamingGlue, NamingLog, NamingNone} {
+			gauge(ch, s.naming, b2f(n.Method == m || (n.Method == "" && m == NamingNone)), m)
+		}
+		counter(ch, s.namingMisses, n.Misses)
+		counter(ch, s.namingForgotten, n.Forgotten)
 	}
 	if s.src.Kubernetes != nil {
 		for _, r := range s.src.Kubernetes() {

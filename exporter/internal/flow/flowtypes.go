@@ -12,6 +12,9 @@ type Flow struct {
 	// Service is the destination the initiator addressed before DNAT, when
 	// it differs from Responder; the zero Addr otherwise.
 	Service netip.Addr
+	// ServicePort is the port the initiator dialled with Service: a
+	// Service's port, node port or load balancer port.
+	ServicePort uint16
 	// Port is the responder's port; zero for protocols without ports.
 	Port  uint16
 	Proto Protocol
@@ -20,7 +23,11 @@ type Flow struct {
 	Bytes uint32
 	// NewConn marks the packet that opens a connection.
 	NewConn bool
-	Hook    Hook
+	// DNAT is set when this node translated the connection's destination
+	// (conntrack's DNAT status): this node saw the initiator's own
+	// address, before any source NAT of its own.
+	DNAT bool
+	Hook Hook
 }
 
 // Endpoint is the identity of one side of a flow. Its strings are shared

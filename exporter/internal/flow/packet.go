@@ -22,6 +22,10 @@ type Conntrack struct {
 	// The connection's original tuple: the initiator's view, before any NAT.
 	OrigSrc, OrigDst         netip.Addr
 	OrigSrcPort, OrigDstPort uint16
+	// DNAT is set when this node translated the connection's destination
+	// (a Service's ClusterIP, node port or load balancer address): this
+	// node then saw the initiator before any source NAT hid it.
+	DNAT bool
 }
 
 // Reply reports whether the packet travels in the connection's reply
@@ -47,6 +51,9 @@ type Record struct {
 	Family uint8
 	Hook   Hook
 	CT     Conntrack
+	// PreDNAT marks the first packet of a connection logged before
+	// destination NAT: what the client dialled, not traffic to count.
+	PreDNAT bool
 }
 
 // Packet is a decoded packet: the fields of its headers that podflow uses.

@@ -3,6 +3,7 @@ package kube
 import (
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/podflow/podflow/exporter/internal/flow"
 )
@@ -12,6 +13,26 @@ import (
 // under the read lock and never allocates. Rebuilding an immutable copy
 // per event would cost O(cluster) on every pod start, which a busy
 // cluster cannot afford; a read lock costs a few nanoseconds.
+//
+// The objects (pods, services, nodes, rsOwner, jobOwner) are the truth:
+// the informers' last word on each. Everything else is derived from them,
+// and the derived state is always what rebuilding the index from scratch
+// would give, setting the same objects in the order they were last set
+// (index_test.go checks it against random event sequences):
+//
+//  1. podState.ep is resolve(pod) under the current owners;
+//     workloads[k] counts the pods whose endpoint is workload k, and
+//     dependent[o] holds the pods whose endpoint depends on owner o.
+//  2. claims[a] holds one claim per object that claims address a (see
+//     claimsOf), in the order the objects were last set.
+//  3. addrs[a] is the endpoint of the claim of a that wins (see
+//     claim.beats), and absent when nothing claims a.
+//  4. nodeCIDRs and inCluster follow the nodes' pod CIDRs and the given
+//     CIDRs; lbIPs and nodePorts list the Services of each frontend, in
+//     the order they were last set.
+//
+// Only link and unlink (one pair per kind of object) change claims and
+// frontends, and they always do it for every address of the object.
 //
 // All fields below are guarded by Source.mu.
 
@@ -34,12 +55,68 @@ type podState struct {
 	info  *podInfo
 	ep    flow.Endpoint
 	owner nsName // the ReplicaSet or Job its endpoint depends on, if any
+	seq   uint64 // when the pod was last set
+}
+
+// rank orders the kinds of claims on one address: the higher wins.
+type rank uint8
+
+const (
+	rankNone rank = iota
+	// A hostNetwork pod names its node, even when the node object lists
+	// no such address.
+	rankHostNetwork
+	rankNode
+	rankService
+	// A terminating pod keeps its addresses, so that traffic still in
+	// flight to it during a rollout keeps its name, until it is deleted
+	// or another pod claims them.
+	rankTerminatingPod
+	// A Pending or Running pod, not terminating, owns its addresses.
+	rankPod
+)
+
+// claim is one object's claim on an address.
+type claim struct {
+	rank    rank
+	running bool   // a Running pod beats a Pending one of the same rank
+	seq     uint64 // then the object set last wins
+	ep      *flow.Endpoint
+	by      any // the claiming *podState, *serviceInfo or *nodeInfo
+}
+
+// beats reports whether c wins over o.
+func (c *claim) beats(o *claim) bool {
+	if c.rank != o.rank {
+		return c.rank > o.rank
+	}
+	if c.running != o.running {
+		return c.running
+	}
+	return c.seq > o.seq
+}
+
+// frontend is a Service's node port.
+type frontend struct {
+	port  uint16
+	proto flow.Protocol
 }
 
 type index struct {
-	// addrs points into podState, serviceInfo and nodeEPs: one endpoint
-	// value per object, however many addresses it has.
-	addrs map[netip.Addr]*flow.Endpoint
+	// The objects.
+	pods     map[nsName]*podState
+	services map[nsName]*serviceInfo
+	nodes    map[string]*nodeInfo
+	rsOwner  map[nsName]ownerRef // ReplicaSet → its controller
+	jobOwner map[nsName]ownerRef // Job → its controller
+
+	// Derived (invariants 1 to 4).
+	addrs     map[netip.Addr]*flow.Endpoint
+	claims    map[netip.Addr][]claim
+	workloads map[workloadKey]int
+	dependent map[nsName]map[*podState]struct{}
+	lbIPs     map[netip.Addr][]*serviceInfo
+	nodePorts map[frontend][]*serviceInfo
 	// inCluster lists the pod and service CIDRs: an address inside them
 	// that no object names is Unknown, not a network.
 	inCluster []netip.Prefix
@@ -47,37 +124,28 @@ type index struct {
 	// pod address lives on.
 	nodeCIDRs []nodeCIDR
 
-	pods      map[nsName]*podState
-	podIPs    map[netip.Addr][]*podState // pods that own the address
-	hostIPs   map[netip.Addr][]*podState // hostNetwork pods, named as their node
-	services  map[nsName]*serviceInfo
-	svcIPs    map[netip.Addr][]*serviceInfo
-	nodes     map[string]*nodeInfo
-	nodeIPs   map[netip.Addr][]*nodeInfo
-	rsOwner   map[nsName]ownerRef // ReplicaSet → its controller
-	jobOwner  map[nsName]ownerRef // Job → its controller
-	dependent map[nsName]map[*podState]struct{}
-	workloads map[workloadKey]int // live pods per workload
-	nodeEPs   map[string]*flow.Endpoint
+	// nodeEPs shares one endpoint per node name for the life of the
+	// process; seq numbers the sets.
+	nodeEPs map[string]*flow.Endpoint
+	seq     uint64
 
 	givenPodCIDRs, serviceCIDRs []netip.Prefix
 }
 
 func newIndex(podCIDRs, serviceCIDRs []netip.Prefix) index {
 	ix := index{
-		addrs:         make(map[netip.Addr]*flow.Endpoint),
-		nodeEPs:       make(map[string]*flow.Endpoint),
 		pods:          make(map[nsName]*podState),
-		podIPs:        make(map[netip.Addr][]*podState),
-		hostIPs:       make(map[netip.Addr][]*podState),
 		services:      make(map[nsName]*serviceInfo),
-		svcIPs:        make(map[netip.Addr][]*serviceInfo),
 		nodes:         make(map[string]*nodeInfo),
-		nodeIPs:       make(map[netip.Addr][]*nodeInfo),
 		rsOwner:       make(map[nsName]ownerRef),
 		jobOwner:      make(map[nsName]ownerRef),
-		dependent:     make(map[nsName]map[*podState]struct{}),
+		addrs:         make(map[netip.Addr]*flow.Endpoint),
+		claims:        make(map[netip.Addr][]claim),
 		workloads:     make(map[workloadKey]int),
+		dependent:     make(map[nsName]map[*podState]struct{}),
+		lbIPs:         make(map[netip.Addr][]*serviceInfo),
+		nodePorts:     make(map[frontend][]*serviceInfo),
+		nodeEPs:       make(map[string]*flow.Endpoint),
 		givenPodCIDRs: masked(podCIDRs),
 		serviceCIDRs:  masked(serviceCIDRs),
 	}
@@ -103,6 +171,12 @@ func (ix *index) rebuildCIDRs() {
 			nodeCIDRs = append(nodeCIDRs, nodeCIDR{p, n.name})
 		}
 	}
+	slices.SortFunc(nodeCIDRs, func(a, b nodeCIDR) int {
+		if c := a.prefix.Addr().Compare(b.prefix.Addr()); c != 0 {
+			return c
+		}
+		return strings.Compare(a.node, b.node)
+	})
 	ix.nodeCIDRs = nodeCIDRs
 	cidrs := slices.Clone(ix.givenPodCIDRs)
 	if len(cidrs) == 0 {
@@ -117,38 +191,43 @@ func (ix *index) rebuildCIDRs() {
 	ix.inCluster = cidrs
 }
 
-// refresh recomputes which endpoint an address names: an owning pod
-// (Running before Pending, then the newest), a Service, a node, a
-// hostNetwork pod's node.
-func (ix *index) refresh(a netip.Addr) {
-	if c := ix.podIPs[a]; len(c) > 0 {
-		best := c[len(c)-1]
-		for i := len(c) - 1; i >= 0; i-- {
-			if c[i].info.phase == phaseRunning {
-				best = c[i]
-				break
-			}
-		}
-		ix.addrs[a] = &best.ep
-		return
-	}
-	if c := ix.svcIPs[a]; len(c) > 0 {
-		ix.addrs[a] = &c[len(c)-1].ep
-		return
-	}
-	if c := ix.nodeIPs[a]; len(c) > 0 {
-		ix.addrs[a] = ix.nodeEP(c[len(c)-1].name)
-		return
-	}
-	if c := ix.hostIPs[a]; len(c) > 0 {
-		ix.addrs[a] = ix.nodeEP(c[len(c)-1].info.node)
-		return
-	}
-	delete(ix.addrs, a)
+// addClaim and removeClaim keep claims[a] and addrs[a] (invariants 2, 3).
+func (ix *index) addClaim(a netip.Addr, c claim) {
+	ix.claims[a] = append(ix.claims[a], c)
+	ix.elect(a)
 }
 
-// nodeEP returns the shared endpoint of a node. Node names are few and
-// kept for the life of the process.
+func (ix *index) removeClaim(a netip.Addr, by any) {
+	cs := ix.claims[a]
+	i := slices.IndexFunc(cs, func(c claim) bool { return c.by == by })
+	if i < 0 {
+		return
+	}
+	if len(cs) == 1 {
+		delete(ix.claims, a)
+	} else {
+		ix.claims[a] = slices.Delete(cs, i, i+1)
+	}
+	ix.elect(a)
+}
+
+// elect points addrs[a] at the winning claim's endpoint.
+func (ix *index) elect(a netip.Addr) {
+	cs := ix.claims[a]
+	if len(cs) == 0 {
+		delete(ix.addrs, a)
+		return
+	}
+	best := &cs[0]
+	for i := 1; i < len(cs); i++ {
+		if cs[i].beats(best) {
+			best = &cs[i]
+		}
+	}
+	ix.addrs[a] = best.ep
+}
+
+// nodeEP returns the shared endpoint of a node.
 func (ix *index) nodeEP(node string) *flow.Endpoint {
 	ep := ix.nodeEPs[node]
 	if ep == nil {
@@ -161,24 +240,6 @@ func (ix *index) nodeEP(node string) *flow.Endpoint {
 
 func nodeEndpoint(node string) flow.Endpoint {
 	return flow.Endpoint{Workload: node, Kind: flow.KindNode, Node: node}
-}
-
-// addTo and removeFrom keep the per-address candidate lists.
-func addTo[T comparable](m map[netip.Addr][]T, a netip.Addr, v T) {
-	m[a] = append(m[a], v)
-}
-
-func removeFrom[T comparable](m map[netip.Addr][]T, a netip.Addr, v T) {
-	c := m[a]
-	i := slices.Index(c, v)
-	if i < 0 {
-		return
-	}
-	if len(c) == 1 {
-		delete(m, a)
-		return
-	}
-	m[a] = slices.Delete(slices.Clone(c), i, i+1)
 }
 
 // resolve computes a pod's endpoint from its controlling owner, following
@@ -221,13 +282,33 @@ func keyOf(ep flow.Endpoint) workloadKey {
 	return workloadKey{namespace: ep.Namespace, workload: ep.Workload, kind: ep.Kind}
 }
 
+// podClaim is the claim a pod makes on each of its addresses; rankNone
+// when it makes none (a finished pod, whose address may already be
+// another's, or a hostNetwork pod without a node).
+func (ix *index) podClaim(st *podState) claim {
+	p := st.info
+	c := claim{seq: st.seq, by: st, ep: &st.ep, running: p.phase == phaseRunning}
+	switch {
+	case p.hostNetwork:
+		if p.phase != phaseFinished && p.node != "" {
+			c.rank, c.ep, c.running = rankHostNetwork, ix.nodeEP(p.node), false
+		}
+	case p.deleting:
+		c.rank = rankTerminatingPod
+	case p.phase == phasePending || p.phase == phaseRunning:
+		c.rank = rankPod
+	}
+	return c
+}
+
 // setPod inserts or replaces a pod.
 func (ix *index) setPod(p *podInfo) {
 	k := nsName{p.namespace, p.name}
 	if old := ix.pods[k]; old != nil {
 		ix.unlinkPod(old)
 	}
-	st := &podState{info: p}
+	ix.seq++
+	st := &podState{info: p, seq: ix.seq}
 	st.ep, st.owner = ix.resolve(p)
 	ix.pods[k] = st
 	ix.linkPod(st)
@@ -255,17 +336,9 @@ func (ix *index) linkPod(st *podState) {
 		}
 		d[st] = struct{}{}
 	}
-	p := st.info
-	switch {
-	case p.ownsIPs():
-		for _, a := range p.ips {
-			addTo(ix.podIPs, a, st)
-			ix.refresh(a)
-		}
-	case p.hostNetwork && p.phase != phaseFinished && p.node != "":
-		for _, a := range p.ips {
-			addTo(ix.hostIPs, a, st)
-			ix.refresh(a)
+	if c := ix.podClaim(st); c.rank != rankNone {
+		for _, a := range st.info.ips {
+			ix.addClaim(a, c)
 		}
 	}
 }
@@ -282,32 +355,26 @@ func (ix *index) unlinkPod(st *podState) {
 		}
 	}
 	for _, a := range st.info.ips {
-		removeFrom(ix.podIPs, a, st)
-		removeFrom(ix.hostIPs, a, st)
-		ix.refresh(a)
+		ix.removeClaim(a, st)
 	}
 }
 
 // reresolve recomputes the endpoints of the pods owned by a ReplicaSet
-// or a Job after that owner changed.
+// or a Job after that owner changed. The endpoints change in place: the
+// claims point to them, and a pod's place among the claims is the time
+// the pod was set, not its owner.
 func (ix *index) reresolve(owner nsName) {
-	deps := ix.dependent[owner]
-	if len(deps) == 0 {
-		return
-	}
-	// Relinking edits the set being walked: walk a copy.
-	pods := make([]*podState, 0, len(deps))
-	for st := range deps {
-		pods = append(pods, st)
-	}
-	for _, st := range pods {
+	for st := range ix.dependent[owner] {
 		ep, _ := ix.resolve(st.info)
 		if ep == st.ep {
 			continue
 		}
-		ix.unlinkPod(st)
+		old := keyOf(st.ep)
+		if ix.workloads[old]--; ix.workloads[old] <= 0 {
+			delete(ix.workloads, old)
+		}
 		st.ep = ep
-		ix.linkPod(st)
+		ix.workloads[keyOf(ep)]++
 	}
 }
 
@@ -316,11 +383,21 @@ func (ix *index) setService(s *serviceInfo) {
 	if old := ix.services[k]; old != nil {
 		ix.unlinkService(old)
 	}
+	ix.seq++
+	s.seq = ix.seq
 	s.ep = flow.Endpoint{Namespace: s.namespace, Workload: s.name, Kind: flow.KindService}
 	ix.services[k] = s
 	for _, a := range s.ips {
-		addTo(ix.svcIPs, a, s)
-		ix.refresh(a)
+		ix.addClaim(a, claim{rank: rankService, seq: s.seq, ep: &s.ep, by: s})
+	}
+	for _, a := range s.lbIPs {
+		ix.lbIPs[a] = append(ix.lbIPs[a], s)
+	}
+	for _, p := range s.ports {
+		if p.nodePort != 0 {
+			f := frontend{p.nodePort, p.proto}
+			ix.nodePorts[f] = append(ix.nodePorts[f], s)
+		}
 	}
 }
 
@@ -336,9 +413,59 @@ func (ix *index) deleteService(k nsName) *serviceInfo {
 
 func (ix *index) unlinkService(s *serviceInfo) {
 	for _, a := range s.ips {
-		removeFrom(ix.svcIPs, a, s)
-		ix.refresh(a)
+		ix.removeClaim(a, s)
 	}
+	for _, a := range s.lbIPs {
+		removeFrom(ix.lbIPs, a, s)
+	}
+	for _, p := range s.ports {
+		if p.nodePort != 0 {
+			removeFrom(ix.nodePorts, frontend{p.nodePort, p.proto}, s)
+		}
+	}
+}
+
+// removeFrom removes v from the list m[k]; the list is copied, never
+// edited, since a frontend lookup may hold it.
+func removeFrom[K comparable, V comparable](m map[K][]V, k K, v V) {
+	c := m[k]
+	i := slices.Index(c, v)
+	switch {
+	case i < 0:
+	case len(c) == 1:
+		delete(m, k)
+	default:
+		m[k] = slices.Delete(slices.Clone(c), i, i+1)
+	}
+}
+
+// service returns the Service a connection addressed at addr and port
+// (before DNAT): the Service of a ClusterIP, of a load balancer ingress
+// address (the one with that port when several share it), or of a node
+// port on a node's address.
+func (ix *index) service(addr netip.Addr, port uint16, proto flow.Protocol) (*serviceInfo, bool) {
+	if c := ix.addrs[addr]; c != nil {
+		switch c.Kind {
+		case flow.KindService:
+			s := ix.services[nsName{c.Namespace, c.Workload}]
+			return s, s != nil
+		case flow.KindNode:
+			if ss := ix.nodePorts[frontend{port, proto}]; len(ss) > 0 {
+				return ss[len(ss)-1], true
+			}
+			return nil, false
+		}
+	}
+	ss := ix.lbIPs[addr]
+	for i := len(ss) - 1; i >= 0; i-- {
+		if ss[i].hasPort(port, proto) {
+			return ss[i], true
+		}
+	}
+	if len(ss) > 0 {
+		return ss[len(ss)-1], true
+	}
+	return nil, false
 }
 
 func (ix *index) setNode(n *nodeInfo) {
@@ -346,10 +473,11 @@ func (ix *index) setNode(n *nodeInfo) {
 	if old != nil {
 		ix.unlinkNode(old)
 	}
+	ix.seq++
+	n.seq = ix.seq
 	ix.nodes[n.name] = n
 	for _, a := range n.ips {
-		addTo(ix.nodeIPs, a, n)
-		ix.refresh(a)
+		ix.addClaim(a, claim{rank: rankNode, seq: n.seq, ep: ix.nodeEP(n.name), by: n})
 	}
 	if old == nil || !slices.Equal(old.podCIDRs, n.podCIDRs) {
 		ix.rebuildCIDRs()
@@ -371,8 +499,7 @@ func (ix *index) deleteNode(name string) *nodeInfo {
 
 func (ix *index) unlinkNode(n *nodeInfo) {
 	for _, a := range n.ips {
-		removeFrom(ix.nodeIPs, a, n)
-		ix.refresh(a)
+		ix.removeClaim(a, n)
 	}
 }
 

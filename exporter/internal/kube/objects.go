@@ -84,17 +84,30 @@ type podInfo struct {
 	owner       ownerRef
 }
 
-// ownsIPs reports whether the pod's addresses name it: pending and
-// running pods that are not terminating and not on the host network.
-func (p *podInfo) ownsIPs() bool {
-	return (p.phase == phasePending || p.phase == phaseRunning) && !p.deleting && !p.hostNetwork
-}
-
-// serviceInfo is what podflow keeps of a Service: its ClusterIPs.
+// serviceInfo is what podflow keeps of a Service: its ClusterIPs, its
+// load balancer ingress addresses and its ports (with their node ports),
+// the addresses a client may dial before DNAT.
 type serviceInfo struct {
 	objMeta
-	ips []netip.Addr
-	ep  flow.Endpoint // set when indexed
+	ips   []netip.Addr
+	lbIPs []netip.Addr
+	ports []servicePort
+	ep    flow.Endpoint // set when indexed
+	seq   uint64        // when it was last set
+}
+
+type servicePort struct {
+	proto          flow.Protocol
+	port, nodePort uint16
+}
+
+func (s *serviceInfo) hasPort(port uint16, proto flow.Protocol) bool {
+	for _, p := range s.ports {
+		if p.port == port && p.proto == proto {
+			return true
+		}
+	}
+	return false
 }
 
 // nodeInfo is what podflow keeps of a node: its addresses and pod CIDRs.
@@ -102,6 +115,7 @@ type nodeInfo struct {
 	objMeta
 	ips      []netip.Addr
 	podCIDRs []netip.Prefix
+	seq      uint64 // when it was last set
 }
 
 // ownerInfo is what podflow keeps of a ReplicaSet or a Job: its
@@ -161,7 +175,21 @@ func transformService(obj any) (any, error) {
 	if svc.Spec.ClusterIP != "" {
 		s.ips = parseAddrs(s.ips, svc.Spec.ClusterIP) // "None" does not parse
 	}
+	for _, in := range svc.Status.LoadBalancer.Ingress {
+		s.lbIPs = parseAddrs(s.lbIPs, in.IP)
+	}
+	for _, p := range svc.Spec.Ports {
+		proto, ok := serviceProtocols[p.Protocol]
+		if !ok || p.Port <= 0 || p.Port > 65535 || p.NodePort < 0 || p.NodePort > 65535 {
+			continue
+		}
+		s.ports = append(s.ports, servicePort{proto: proto, port: uint16(p.Port), nodePort: uint16(p.NodePort)})
+	}
 	return s, nil
+}
+
+var serviceProtocols = map[corev1.Protocol]flow.Protocol{
+	"": flow.ProtoTCP, corev1.ProtocolTCP: flow.ProtoTCP, corev1.ProtocolUDP: flow.ProtoUDP, corev1.ProtocolSCTP: flow.ProtoSCTP,
 }
 
 func transformNode(obj any) (any, error) {

@@ -269,6 +269,19 @@ func (s *Source) Lookup(a netip.Addr) (flow.Endpoint, bool) {
 	return flow.Endpoint{Kind: flow.KindNetwork, Workload: s.classify(a)}, true
 }
 
+// Service returns the Service a client reached by dialling addr and port
+// before DNAT: a ClusterIP's, a load balancer ingress address's, or a
+// node port's on a node's address. It does not allocate.
+func (s *Source) Service(addr netip.Addr, port uint16, proto flow.Protocol) (flow.Endpoint, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	svc, ok := s.ix.service(addr.Unmap(), port, proto)
+	if !ok {
+		return flow.Endpoint{}, false
+	}
+	return svc.ep, true
+}
+
 func (s *Source) classify(a netip.Addr) string {
 	if s.cfg.Networks != nil {
 		return s.cfg.Networks.Classify(a)

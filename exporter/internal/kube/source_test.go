@@ -2,6 +2,7 @@ package kube
 
 import (
 	"net/netip"
+	"strconv"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -74,7 +75,7 @@ func TestIndexRules(t *testing.T) {
 		pod("jobs", "done", "n1", []string{"10.244.1.30"}, phase(corev1.PodSucceeded)),
 		pod("jobs", "failed", "n1", []string{"10.244.1.31"}, phase(corev1.PodFailed)),
 		pod("shop", "new", "n1", []string{"10.244.1.30"}),
-		// Terminating pods do not own their address.
+		// A terminating pod keeps its address while nothing else claims it.
 		pod("shop", "leaving", "n1", []string{"10.244.1.32"}, terminating()),
 		// Collision: a Running pod wins over a Pending one, in any order.
 		pod("shop", "running", "n1", []string{"10.244.1.33"}),
@@ -84,7 +85,7 @@ func TestIndexRules(t *testing.T) {
 	)
 	c.expect("10.244.1.30", flow.Endpoint{Namespace: "shop", Workload: "new", Kind: flow.KindPod, Pod: "new", Node: "n1"}, true)
 	c.expect("10.244.1.31", flow.Endpoint{}, false)
-	c.expect("10.244.1.32", flow.Endpoint{}, false)
+	c.expect("10.244.1.32", flow.Endpoint{Namespace: "shop", Workload: "leaving", Kind: flow.KindPod, Pod: "leaving", Node: "n1"}, true)
 	running := flow.Endpoint{Namespace: "shop", Workload: "running", Kind: flow.KindPod, Pod: "running", Node: "n1"}
 	c.expect("10.244.1.33", running, true)
 	c.expect("192.168.0.1", flow.Endpoint{Workload: "n1", Kind: flow.KindNode, Node: "n1"}, true)
@@ -101,8 +102,22 @@ func TestIndexRules(t *testing.T) {
 	}
 	c.expect("10.244.1.33", running, true)
 
-	// A pod that starts terminating gives its address up at once.
+	// A pod that starts terminating keeps its address, so that traffic
+	// in flight during a rollout keeps its name, until another pod claims
+	// the address (the claimant wins) or the pod is deleted.
 	if _, err := pods.Update(ctx, pod("shop", "running", "n1", []string{"10.244.1.33"}, terminating()), metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c.expect("10.244.1.33", running, true)
+	if _, err := pods.Create(ctx, pod("shop", "claimant", "n1", []string{"10.244.1.33"}, phase(corev1.PodPending)), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c.expect("10.244.1.33", flow.Endpoint{Namespace: "shop", Workload: "claimant", Kind: flow.KindPod, Pod: "claimant", Node: "n1"}, true)
+	if err := pods.Delete(ctx, "claimant", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c.expect("10.244.1.33", running, true)
+	if err := pods.Delete(ctx, "running", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	c.expect("10.244.1.33", flow.Endpoint{}, false)
@@ -217,4 +232,44 @@ func TestClusterCIDRs(t *testing.T) {
 		c.expect("fd12::1", flow.Endpoint{Kind: flow.KindNetwork, Workload: "private"}, true)
 		c.expect("2001:db8::1", flow.Endpoint{Kind: flow.KindNetwork, Workload: "internet"}, true)
 	})
+}
+
+// TestServiceFrontends names the Service behind every address and port a
+// client may dial before DNAT: a ClusterIP, a load balancer ingress
+// address (shared by two Services on different ports), a node port on a
+// node's address.
+func TestServiceFrontends(t *testing.T) {
+	lb := func(name string, port, nodePort int32, ingress string) *corev1.Service {
+		s := service("shop", name, "10.96.0."+strconv.Itoa(int(port%200)))
+		s.Spec.Type = corev1.ServiceTypeLoadBalancer
+		s.Spec.Ports = []corev1.ServicePort{{Protocol: corev1.ProtocolTCP, Port: port, NodePort: nodePort}}
+		s.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: ingress}}
+		return s
+	}
+	c := newCluster(t, Config{},
+		node("n1", nil, "192.168.0.1"),
+		lb("web", 443, 30443, "203.0.113.10"),
+		lb("mail", 25, 30025, "203.0.113.10"),
+	)
+	c.expect("10.96.0.25", flow.Endpoint{Namespace: "shop", Workload: "mail", Kind: flow.KindService}, true)
+	addr := netip.MustParseAddr
+	for _, tc := range []struct {
+		addr  string
+		port  uint16
+		proto flow.Protocol
+		want  string
+	}{
+		{"10.96.0.43", 443, flow.ProtoTCP, "web"},    // ClusterIP
+		{"203.0.113.10", 443, flow.ProtoTCP, "web"},  // load balancer, by port
+		{"203.0.113.10", 25, flow.ProtoTCP, "mail"},  // the same address, another Service
+		{"192.168.0.1", 30443, flow.ProtoTCP, "web"}, // node port
+		{"192.168.0.1", 30443, flow.ProtoUDP, ""},    // not for UDP
+		{"192.168.0.1", 10250, flow.ProtoTCP, ""},    // a node's own port
+		{"198.51.100.1", 30443, flow.ProtoTCP, ""},   // not a node
+	} {
+		ep, ok := c.src.Service(addr(tc.addr), tc.port, tc.proto)
+		if ok != (tc.want != "") || ep.Workload != tc.want || (ok && (ep.Kind != flow.KindService || ep.Namespace != "shop")) {
+			t.Errorf("Service(%s:%d %v) = %+v, %v; want %q", tc.addr, tc.port, tc.proto, ep, ok, tc.want)
+		}
+	}
 }

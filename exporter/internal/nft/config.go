@@ -39,6 +39,11 @@ type Config struct {
 	// NetNS is a file descriptor of the network namespace to install the
 	// table in; 0 means the namespace of the calling process.
 	NetNS int
+	// PreDNAT adds the chains that log the first packet of each
+	// connection before destination NAT (prefix PrefixPreDNAT), so that
+	// the Service a client dialled can be named on kernels whose NFLOG
+	// carries no conntrack tuple.
+	PreDNAT bool
 }
 
 // Overlay is one encapsulation that is excluded from logging: packets of IP

@@ -98,12 +98,12 @@ func TestBuildSpecNeverSetsAVerdict(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.SampleRate = 8
 	s := buildSpec(&cfg)
-	if len(s.chains) != 2 {
-		t.Fatalf("chains = %d, want 2", len(s.chains))
+	if len(s.chains) != 3 {
+		t.Fatalf("chains = %d, want 3 (postrouting, input, dnat)", len(s.chains))
 	}
-	// loopback + 6 overlays + sampling + 4 log rules (new, original,
-	// reply, untracked), per chain.
-	if want := 2 * (1 + len(cfg.Overlays) + 1 + 4); len(s.rules) != want {
+	// loopback + 6 overlays + sampling + the goto to dnat + 4 log rules
+	// (new, original, reply, untracked), per base chain; 3 in dnat.
+	if want := 2*(1+len(cfg.Overlays)+1+1+4) + 3; len(s.rules) != want {
 		t.Errorf("rules = %d, want %d", len(s.rules), want)
 	}
 	// Two VXLAN ports share one counter.
@@ -127,14 +127,16 @@ func TestInstallRejectsInvalidConfig(t *testing.T) {
 // TestLogRulesLogOnce checks the shape of each chain: the sampling rule
 // comes before every log rule, each log rule but the last ends in return
 // (so a packet is logged once), the last one logs unconditionally, and
-// the prefixes are new, original, reply, untracked in that order.
+// the prefixes are new, original, reply, untracked in that order. The
+// DNAT chain, reached by a goto after sampling, logs new, original and
+// reply with the DNAT flag, each ending in return.
 func TestLogRulesLogOnce(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.SampleRate = 4
 	s := buildSpec(&cfg)
 	for _, c := range s.chains {
 		var prefixes []string
-		sampled := false
+		sampled := c.Name == chainDNAT // reached only after sampling
 		var rules [][]expr.Any
 		for _, r := range s.rules {
 			if r.Chain == c {
@@ -150,6 +152,10 @@ func TestLogRulesLogOnce(t *testing.T) {
 						t.Errorf("%s: sampling after a log rule", c.Name)
 					}
 					sampled = true
+				case *expr.Verdict:
+					if e.Kind == expr.VerdictGoto && !sampled {
+						t.Errorf("%s: goto %s before the sampling rule", c.Name, e.Chain)
+					}
 				case *expr.Log:
 					logs++
 					prefixes = append(prefixes, string(e.Data))
@@ -164,7 +170,7 @@ func TestLogRulesLogOnce(t *testing.T) {
 			if logs == 0 {
 				continue
 			}
-			last := i == len(rules)-1
+			last := i == len(rules)-1 && c.Name != chainDNAT
 			v, ends := exprs[len(exprs)-1].(*expr.Verdict)
 			switch {
 			case logs != 1:
@@ -176,6 +182,9 @@ func TestLogRulesLogOnce(t *testing.T) {
 			}
 		}
 		want := []string{PrefixNew, PrefixOriginal, PrefixReply, PrefixUntracked}
+		if c.Name == chainDNAT {
+			want = []string{PrefixNew + FlagDNAT, PrefixOriginal + FlagDNAT, PrefixReply + FlagDNAT}
+		}
 		if strings.Join(prefixes, ",") != strings.Join(want, ",") {
 			t.Errorf("%s: log prefixes %q, want %q", c.Name, prefixes, want)
 		}

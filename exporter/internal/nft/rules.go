@@ -52,6 +52,15 @@ func buildSpec(cfg *Config) *spec {
 			Obj:   &expr.Counter{},
 		})
 	}
+	// The chain the base chains go to for a connection this node
+	// destination-NATed: the same log rules with the DNAT flag in the
+	// prefix. A goto, not a jump: its last rule's return leaves the base
+	// chain, so the packet is logged once.
+	dnat := &nftables.Chain{Name: chainDNAT, Table: s.table}
+	s.chains = append(s.chains, dnat)
+	for _, exprs := range stateRules(cfg, FlagDNAT) {
+		s.rules = append(s.rules, &nftables.Rule{Table: s.table, Chain: dnat, Exprs: exprs})
+	}
 	accept := nftables.ChainPolicyAccept
 	for _, c := range []struct {
 		name   string
@@ -74,13 +83,58 @@ func buildSpec(cfg *Config) *spec {
 			s.rules = append(s.rules, &nftables.Rule{Table: s.table, Chain: chain, Exprs: exprs})
 		}
 	}
+	if cfg.PreDNAT {
+		s.addPreDNAT(cfg)
+	}
 	return s
+}
+
+// The chains that see a connection's first packet before destination
+// NAT: prerouting for forwarded and delivered traffic, output for the
+// node's own, both just before the nat chains (dstnat, -100; kube-proxy's
+// and iptables' nat tables are there).
+const (
+	ChainPreDNATPrerouting = "prerouting"
+	ChainPreDNATOutput     = "output"
+	preDNATPriority        = -101
+)
+
+// addPreDNAT adds one rule to each pre-DNAT chain: log a connection's
+// first packet (its conntrack entry is not confirmed yet, which holds for
+// exactly one packet per connection) with the prefix PrefixPreDNAT. It is
+// never sampled: the connection's later packets may be.
+func (s *spec) addPreDNAT(cfg *Config) {
+	accept := nftables.ChainPolicyAccept
+	confirmed := binary.NativeEndian.AppendUint32(nil, 1<<3) // IPS_CONFIRMED
+	for _, c := range []struct {
+		name string
+		hook *nftables.ChainHook
+	}{{ChainPreDNATPrerouting, nftables.ChainHookPrerouting}, {ChainPreDNATOutput, nftables.ChainHookOutput}} {
+		chain := &nftables.Chain{
+			Name: c.name, Table: s.table, Type: nftables.ChainTypeFilter, Hooknum: c.hook,
+			Priority: nftables.ChainPriorityRef(preDNATPriority), Policy: &accept,
+		}
+		s.chains = append(s.chains, chain)
+		s.rules = append(s.rules, &nftables.Rule{Table: s.table, Chain: chain, Exprs: []expr.Any{
+			&expr.Ct{Key: expr.CtKeySTATUS, Register: 1},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: confirmed, Xor: make([]byte, 4)},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: make([]byte, 4)},
+			logTo(cfg, PrefixPreDNAT),
+		}})
+	}
 }
 
 // Log prefixes: the log rules tell capture the packet's conntrack state
 // and direction through NFULA_PREFIX, which every kernel delivers, since
-// NFULA_CT and NFULA_CT_INFO need CONFIG_NETFILTER_NETLINK_GLUE_CT.
+// NFULA_CT and NFULA_CT_INFO need CONFIG_NETFILTER_NETLINK_GLUE_CT. A
+// prefix is a state letter, then flags.
 const (
+	// FlagDNAT follows the state letter when this node translated the
+	// connection's destination (ct status dnat): a Service's ClusterIP,
+	// node port or load balancer address. That node is the one that saw
+	// the client before any translation (see docs/kubernetes.md).
+	FlagDNAT = "d"
+
 	// PrefixNew marks a packet in state NEW: the original direction of a
 	// connection that has seen no reply yet.
 	PrefixNew = "n"
@@ -92,11 +146,16 @@ const (
 	// PrefixUntracked marks a packet without a connection: untracked
 	// (notrack) or invalid.
 	PrefixUntracked = "u"
+	// PrefixPreDNAT marks the first packet of a connection logged before
+	// destination NAT: not traffic to count, but the destination the
+	// client dialled, for the packets of the connection logged after.
+	PrefixPreDNAT = "p"
 )
 
-// chainRules returns the rules of one chain, in order: loopback, overlays,
-// sampling, then the log rules, one per conntrack state, each ending in
-// return so that a packet is logged exactly once. None of them sets a
+// chainRules returns the rules of one base chain, in order: loopback,
+// overlays, sampling, the goto for destination-NATed connections, then the
+// log rules, one per conntrack state, each ending in return so that a
+// packet is logged exactly once. None of them sets a
 // verdict other than return, which in a base chain applies the chain's
 // policy, accept.
 func chainRules(cfg *Config, ifname expr.MetaKey) [][]expr.Any {
@@ -131,26 +190,51 @@ func chainRules(cfg *Config, ifname expr.MetaKey) [][]expr.Any {
 			ret,
 		})
 	}
-	logTo := func(prefix string) *expr.Log {
-		return &expr.Log{
-			Key:        1<<unix.NFTA_LOG_GROUP | 1<<unix.NFTA_LOG_SNAPLEN | 1<<unix.NFTA_LOG_QTHRESHOLD | 1<<unix.NFTA_LOG_PREFIX,
-			Group:      cfg.Group,
-			Snaplen:    cfg.SnapLen,
-			QThreshold: cfg.QueueThreshold,
-			Data:       []byte(prefix),
-		}
+	// ct status dnat: one rule here, the log rules in chainDNAT.
+	rules = append(rules, []expr.Any{
+		&expr.Ct{Key: expr.CtKeySTATUS, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: ctStatusDNAT, Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
+		&expr.Verdict{Kind: expr.VerdictGoto, Chain: chainDNAT},
+	})
+	rules = append(rules, stateRules(cfg, "")...)
+	return append(rules, []expr.Any{logTo(cfg, PrefixUntracked)})
+}
+
+// chainDNAT holds the log rules of connections this node
+// destination-NATed.
+const chainDNAT = "dnat"
+
+// ctStatusDNAT is IPS_DST_NAT in host byte order, as nft compiles
+// "ct status dnat".
+var ctStatusDNAT = binary.NativeEndian.AppendUint32(nil, 1<<5)
+
+func logTo(cfg *Config, prefix string) *expr.Log {
+	return &expr.Log{
+		Key:        1<<unix.NFTA_LOG_GROUP | 1<<unix.NFTA_LOG_SNAPLEN | 1<<unix.NFTA_LOG_QTHRESHOLD | 1<<unix.NFTA_LOG_PREFIX,
+		Group:      cfg.Group,
+		Snaplen:    cfg.SnapLen,
+		QThreshold: cfg.QueueThreshold,
+		Data:       []byte(prefix),
 	}
+}
+
+// stateRules are the log rules of tracked packets, one per conntrack
+// state and direction, each ending in return; flags follow the state
+// letter of each prefix.
+func stateRules(cfg *Config, flags string) [][]expr.Any {
+	ret := &expr.Verdict{Kind: expr.VerdictReturn}
 	// ct state new: the state is a bit mask in host byte order, tested
 	// the way nft compiles it. NEW exists only in the original
 	// direction.
 	newBit := make([]byte, 4)
 	binary.NativeEndian.PutUint32(newBit, expr.CtStateBitNEW)
-	rules = append(rules, []expr.Any{
+	rules := [][]expr.Any{{
 		&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: newBit, Xor: make([]byte, 4)},
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
-		logTo(PrefixNew), ret,
-	})
+		logTo(cfg, PrefixNew+flags), ret,
+	}}
 	// ct direction original / reply: loading the direction of a packet
 	// without a connection (untracked, invalid) ends the rule without a
 	// match, so such packets reach the last rule.
@@ -161,10 +245,9 @@ func chainRules(cfg *Config, ifname expr.MetaKey) [][]expr.Any {
 		rules = append(rules, []expr.Any{
 			&expr.Ct{Key: expr.CtKeyDIRECTION, Register: 1},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{d.dir}},
-			logTo(d.prefix), ret,
+			logTo(cfg, d.prefix+flags), ret,
 		})
 	}
-	rules = append(rules, []expr.Any{logTo(PrefixUntracked)})
 	return rules
 }
 

@@ -58,8 +58,9 @@ func Orient(p *flow.Packet, f *flow.Flow) {
 	if ct := &p.CT; ct.Present && ct.Info <= flow.CTRelatedReply {
 		orientAs(p, f, ct.Reply())
 		f.NewConn = ct.Info == flow.CTNew
+		f.DNAT = ct.DNAT
 		if svc := ct.OrigDst.Unmap(); svc.IsValid() && svc != f.Responder.Unmap() {
-			f.Service = svc
+			f.Service, f.ServicePort = svc, ct.OrigDstPort
 		}
 		return
 	}

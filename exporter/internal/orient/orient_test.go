@@ -39,13 +39,13 @@ func TestOrient(t *testing.T) {
 				p.CT = ct(flow.CTNew, client, cluster, 40000, 80)
 				p.TCPFlags = flow.TCPSyn
 			}),
-			flow.Flow{Initiator: client, Responder: backend, Service: cluster, Port: 8080, Dir: flow.Original, NewConn: true}},
+			flow.Flow{Initiator: client, Responder: backend, Service: cluster, ServicePort: 80, Port: 8080, Dir: flow.Original, NewConn: true}},
 		{"conntrack reply of the DNAT'd connection: source still the backend pod",
 			with(pkt(flow.ProtoTCP, backend, 8080, client, 40000), func(p *flow.Packet) {
 				p.CT = ct(flow.CTEstablishedReply, client, cluster, 40000, 80)
 				p.TCPFlags = flow.TCPSyn | flow.TCPAck
 			}),
-			flow.Flow{Initiator: client, Responder: backend, Service: cluster, Port: 8080, Dir: flow.Reply}},
+			flow.Flow{Initiator: client, Responder: backend, Service: cluster, ServicePort: 80, Port: 8080, Dir: flow.Reply}},
 		{"conntrack established, original, no DNAT: no Service",
 			with(pkt(flow.ProtoTCP, client, 40000, backend, 8080), func(p *flow.Packet) {
 				p.CT = ct(flow.CTEstablished, client, backend, 40000, 8080)
@@ -61,12 +61,12 @@ func TestOrient(t *testing.T) {
 			with(pkt(flow.ProtoUDP, client6, 40000, backend6, 5353), func(p *flow.Packet) {
 				p.CT = ct(flow.CTNew, client6, cluster6, 40000, 53)
 			}),
-			flow.Flow{Initiator: client6, Responder: backend6, Service: cluster6, Port: 5353, Dir: flow.Original, NewConn: true}},
+			flow.Flow{Initiator: client6, Responder: backend6, Service: cluster6, ServicePort: 53, Port: 5353, Dir: flow.Original, NewConn: true}},
 		{"conntrack IPv6 reply through a Service",
 			with(pkt(flow.ProtoUDP, backend6, 5353, client6, 40000), func(p *flow.Packet) {
 				p.CT = ct(flow.CTEstablishedReply, client6, cluster6, 40000, 53)
 			}),
-			flow.Flow{Initiator: client6, Responder: backend6, Service: cluster6, Port: 5353, Dir: flow.Reply}},
+			flow.Flow{Initiator: client6, Responder: backend6, Service: cluster6, ServicePort: 53, Port: 5353, Dir: flow.Reply}},
 		{"conntrack related reply: an ICMP error back to the initiator, port 0",
 			with(pkt(flow.ProtoICMP, backend, 0, client, 0), func(p *flow.Packet) {
 				p.CT = ct(flow.CTRelatedReply, client, backend, 40000, 8080)
@@ -96,7 +96,7 @@ func TestOrient(t *testing.T) {
 			with(pkt(flow.ProtoTCP, client, 40000, backend, 8080), func(p *flow.Packet) {
 				p.CT = ct(flow.CTEstablished, client, netip.AddrFrom16(cluster.As16()), 40000, 80)
 			}),
-			flow.Flow{Initiator: client, Responder: backend, Service: cluster, Port: 8080, Dir: flow.Original}},
+			flow.Flow{Initiator: client, Responder: backend, Service: cluster, ServicePort: 80, Port: 8080, Dir: flow.Original}},
 		{"conntrack original destination is the responder, IPv4-mapped: no Service",
 			with(pkt(flow.ProtoTCP, client, 40000, backend, 8080), func(p *flow.Packet) {
 				p.CT = ct(flow.CTEstablished, client, netip.AddrFrom16(backend.As16()), 40000, 8080)

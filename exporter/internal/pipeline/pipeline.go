@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/podflow/podflow/exporter/internal/aggregate"
-	"github.com/podflow/podflow/exporter/internal/attribute"
 	"github.com/podflow/podflow/exporter/internal/decode"
 	"github.com/podflow/podflow/exporter/internal/flow"
 	"github.com/podflow/podflow/exporter/internal/orient"
@@ -36,6 +35,9 @@ type Config struct {
 	EvictInterval time.Duration
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// Services names the destination clients dialled before DNAT when
+	// conntrack does not (natinfo.Table); nil leaves that to conntrack.
+	Services ServiceNamer
 	// Synced reports whether the source of identity knows the cluster.
 	// Until it does, packets are dropped and counted: attributed now,
 	// every node would report every connection under Unknown. Nil means
@@ -63,11 +65,34 @@ type Stats struct {
 	DecodeErrors []uint64
 }
 
+// Attributor names a flow's series and says whether this node counts it
+// (*attribute.Attributor).
+type Attributor interface {
+	Attribute(f *flow.Flow, k *flow.Key) bool
+}
+
+// Table counts attributed packets and forgets idle series
+// (*aggregate.Table).
+type Table interface {
+	AddBatch(now time.Time, ups []aggregate.Update, scale uint32)
+	Evict(now time.Time) int
+}
+
+// ServiceNamer joins the first packet of each connection, logged before
+// DNAT, with the connection's later packets (*natinfo.Table). It runs on
+// capture's goroutine and must not block.
+type ServiceNamer interface {
+	// Remember takes a first packet as logged before DNAT.
+	Remember(p *flow.Packet)
+	// Name sets the flow's Service from what was remembered.
+	Name(p *flow.Packet, f *flow.Flow)
+}
+
 // Pipeline is the hand-off between capture and aggregation.
 type Pipeline struct {
 	cfg   Config
-	attr  *attribute.Attributor
-	table *aggregate.Table
+	attr  Attributor
+	table Table
 
 	queue chan *batch
 	free  chan *batch
@@ -84,7 +109,7 @@ type Pipeline struct {
 }
 
 // New returns a pipeline that attributes with attr and counts into table.
-func New(cfg Config, attr *attribute.Attributor, table *aggregate.Table) *Pipeline {
+func New(cfg Config, attr Attributor, table Table) *Pipeline {
 	if cfg.QueueSize <= 0 {
 		cfg.QueueSize = DefaultQueueSize
 	}
@@ -129,8 +154,19 @@ func (p *Pipeline) Handle(rec *flow.Record) {
 		p.decodeErrs[r].Add(1)
 		return
 	}
+	if rec.PreDNAT {
+		// What the client dialled, not traffic: only for naming.
+		if p.cfg.Services != nil {
+			p.cfg.Services.Remember(&p.pkt)
+		}
+		p.curMu.Unlock()
+		return
+	}
 	b := p.cur
 	orient.Orient(&p.pkt, &b.flows[b.n])
+	if p.cfg.Services != nil {
+		p.cfg.Services.Name(&p.pkt, &b.flows[b.n])
+	}
 	b.n++
 	if b.n == BatchSize {
 		p.cur = p.handOff(b)

@@ -204,3 +204,80 @@ func TestDropsUntilSynced(t *testing.T) {
 		t.Fatalf("after sync: %+v", s)
 	}
 }
+
+// keepPort attributes only the flows to one port, under a key naming it.
+type keepPort uint16
+
+func (k keepPort) Attribute(f *flow.Flow, key *flow.Key) bool {
+	*key = flow.Key{DstPort: f.Port, Proto: f.Proto}
+	return f.Port == uint16(k)
+}
+
+// recordingTable keeps what the pipeline adds and how often it evicts.
+type recordingTable struct {
+	ups    []aggregate.Update
+	scales []uint32
+	evicts int
+}
+
+func (r *recordingTable) AddBatch(_ time.Time, ups []aggregate.Update, scale uint32) {
+	r.ups = append(r.ups, ups...)
+	r.scales = append(r.scales, scale)
+}
+
+func (r *recordingTable) Evict(time.Time) int { r.evicts++; return 0 }
+
+// TestAnyAttributorAndTable runs the pipeline over its two seams alone:
+// only what the attributor keeps reaches the table, once, with the
+// sample rate.
+func TestAnyAttributorAndTable(t *testing.T) {
+	tab := &recordingTable{}
+	p := New(Config{SampleRate: 4, FlushInterval: time.Hour}, keepPort(53), tab)
+	for range 3 {
+		p.Handle(request(100))
+		p.Handle(&flow.Record{Payload: udp4(client, server, 40000, 80, 100), Family: unix.AF_INET})
+	}
+	p.Drain()
+	if len(tab.ups) != 3 {
+		t.Fatalf("table got %d updates, want the 3 to port 53: %+v", len(tab.ups), tab.ups)
+	}
+	for _, u := range tab.ups {
+		if u.Key.DstPort != 53 || u.Bytes != 100 || u.Dir != flow.Original {
+			t.Errorf("update %+v, want 100 bytes to port 53, original", u)
+		}
+	}
+	for _, s := range tab.scales {
+		if s != 4 {
+			t.Errorf("scale %d, want the sample rate 4", s)
+		}
+	}
+}
+
+// rememberingNamer names every flow with the last destination remembered.
+type rememberingNamer struct{ last netip.Addr }
+
+func (r *rememberingNamer) Remember(p *flow.Packet)           { r.last = p.Dst }
+func (r *rememberingNamer) Name(_ *flow.Packet, f *flow.Flow) { f.Service = r.last }
+
+// TestPreDNATRecordsNameButDoNotCount: a first packet logged before DNAT
+// goes to the namer only; the connection's packets are named by it.
+func TestPreDNATRecordsNameButDoNotCount(t *testing.T) {
+	tab := &recordingTable{}
+	namer := &rememberingNamer{}
+	cluster := netip.MustParseAddr("10.96.0.10")
+	p := New(Config{FlushInterval: time.Hour, Services: namer}, serviceKey{}, tab)
+	p.Handle(&flow.Record{Payload: udp4(client, cluster, 40000, 53, 100), Family: unix.AF_INET, PreDNAT: true})
+	p.Handle(request(100))
+	p.Drain()
+	if len(tab.ups) != 1 || tab.ups[0].Key.DstService != cluster.String() {
+		t.Fatalf("table got %+v, want one update named after %v", tab.ups, cluster)
+	}
+}
+
+// serviceKey keeps every flow under its Service's address.
+type serviceKey struct{}
+
+func (serviceKey) Attribute(f *flow.Flow, k *flow.Key) bool {
+	*k = flow.Key{DstService: f.Service.String()}
+	return true
+}

@@ -21,6 +21,7 @@ import (
 	"github.com/podflow/podflow/exporter/internal/attribute"
 	"github.com/podflow/podflow/exporter/internal/capture"
 	"github.com/podflow/podflow/exporter/internal/identity"
+	"github.com/podflow/podflow/exporter/internal/natinfo"
 	"github.com/podflow/podflow/exporter/internal/networks"
 	"github.com/podflow/podflow/exporter/internal/pipeline"
 )
@@ -30,6 +31,7 @@ type report struct {
 	Ready     bool   `json:"ready,omitempty"`
 	Received  uint64 `json:"received"`  // packets the reader got
 	Counted   uint64 `json:"counted"`   // packets in the aggregation table (podflow) or received (go-nflog)
+	Named     uint64 `json:"named"`     // of those, packets counted under a destination_service
 	Lost      uint64 `json:"lost"`      // sequence gaps
 	Overruns  uint64 `json:"overruns"`  // ENOBUFS
 	QueueFull uint64 `json:"queueFull"` // packets the pipeline's hand-off dropped
@@ -53,6 +55,10 @@ const benchIdentities = `endpoints:
     namespace: bench
     workload: sink
     kind: Deployment
+  - addresses: [10.245.3.10]
+    namespace: bench
+    workload: sink
+    kind: Service
 `
 
 // consume reads the group in the current network namespace with podflow's
@@ -64,6 +70,7 @@ func consume(args []string) int {
 	group := fs.Uint("group", 100, "NFLOG group")
 	qthresh := fs.Uint("qthresh", 16, "queue threshold")
 	rcvbuf := fs.Int("rcvbuf", 8<<20, "socket receive buffer")
+	services := fs.Bool("services", false, "name Services from first packets logged before DNAT (natinfo), with the destination_service label")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -84,7 +91,13 @@ func consume(args []string) int {
 			return 1
 		}
 		table := aggregate.New(aggregate.Config{MaxSeries: 100000, IdleTimeout: 10 * time.Minute})
-		pipe := pipeline.New(pipeline.Config{}, attribute.New(ids, attribute.Config{}), table)
+		var pcfg pipeline.Config
+		var acfg attribute.Config
+		if *services {
+			pcfg.Services = natinfo.New(0)
+			acfg.Labels.DestinationService = true
+		}
+		pipe := pipeline.New(pcfg, attribute.New(ids, acfg), table)
 		go func() { _ = pipe.Run(ctx) }()
 		cfg := capture.DefaultConfig()
 		cfg.Group = grp
@@ -99,11 +112,15 @@ func consume(args []string) int {
 		snap = func() report {
 			s := r.Stats()
 			series = table.Snapshot(series[:0])
-			var counted uint64
+			var counted, named uint64
 			for i := range series {
-				counted += series[i].Packets[0] + series[i].Packets[1]
+				n := series[i].Packets[0] + series[i].Packets[1]
+				counted += n
+				if series[i].Key.DstService != "" {
+					named += n
+				}
 			}
-			return report{Received: s.Received, Counted: counted, Lost: s.Lost, Overruns: s.Overruns, QueueFull: pipe.Stats().QueueFull}
+			return report{Received: s.Received, Counted: counted, Named: named, Lost: s.Lost, Overruns: s.Overruns, QueueFull: pipe.Stats().QueueFull}
 		}
 	case "gonflog":
 		var received, lost, overruns atomic.Uint64

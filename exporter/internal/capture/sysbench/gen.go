@@ -33,6 +33,8 @@ func gen(args []string) int {
 	rate := fs.Int("rate", 0, "packets per second; 0 sends as fast as possible")
 	count := fs.Uint64("count", 0, "packets to send; 0 sends for -duration")
 	duration := fs.Duration("duration", 5*time.Second, "how long to send when -count is 0")
+	newConns := fs.Bool("newconns", false, "send each datagram from a new socket (a new connection each) to port 9000")
+	sport := fs.Int("sport", 10000, "with -newconns: the first source port; each connection takes the next")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -40,6 +42,9 @@ func gen(args []string) int {
 	if err != nil || !addr.Is4() {
 		fmt.Fprintln(os.Stderr, "gen: -dst must be an IPv4 address")
 		return 2
+	}
+	if *newConns {
+		return genConns(addr, *rate, *count, *duration, *sport)
 	}
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
 	if err != nil {
@@ -98,6 +103,48 @@ func gen(args []string) int {
 		}
 		sent += uint64(r)
 		flow += uint64(r)
+	}
+	_ = json.NewEncoder(os.Stdout).Encode(genResult{Sent: sent, Seconds: time.Since(start).Seconds()})
+	return 0
+}
+
+// genConns sends one datagram per new socket (so per connection) to
+// addr:9000, from source ports sport, sport+1 and so on, paced to rate
+// per second. Ports no earlier run used keep every connection new to
+// conntrack.
+func genConns(addr netip.Addr, rate int, count uint64, duration time.Duration, sport int) int {
+	to := &unix.SockaddrInet4{Addr: addr.As4(), Port: 9000}
+	payload := make([]byte, 18)
+	var sent uint64
+	start := time.Now()
+	for (count == 0 || sent < count) && time.Since(start) < duration {
+		if rate > 0 && uint64(time.Since(start).Seconds()*float64(rate)) <= sent {
+			time.Sleep(100 * time.Microsecond)
+			continue
+		}
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "gen:", err)
+			return 1
+		}
+		port := sport + int(sent)
+		if port > 65535 {
+			_ = unix.Close(fd)
+			fmt.Fprintln(os.Stderr, "gen: out of source ports")
+			return 1
+		}
+		err = unix.Bind(fd, &unix.SockaddrInet4{Port: port})
+		if err == nil {
+			err = unix.Sendto(fd, payload, 0, to)
+		}
+		_ = unix.Close(fd)
+		if err != nil && err != unix.ENOBUFS && err != unix.EAGAIN {
+			fmt.Fprintln(os.Stderr, "gen: sendto:", err)
+			return 1
+		}
+		if err == nil {
+			sent++
+		}
 	}
 	_ = json.NewEncoder(os.Stdout).Encode(genResult{Sent: sent, Seconds: time.Since(start).Seconds()})
 	return 0

@@ -43,11 +43,14 @@ func run(args []string) int {
 		}
 	}
 	fs := flag.NewFlagSet("sysbench", flag.ContinueOnError)
-	rates := fs.String("rates", "25000,50000,100000,max", "offered rates in packets per second, comma-separated; max sends as fast as possible")
+	rates := fs.String("rates", "25000,50000,100000,max", "offered rates in packets per second, comma-separated; max sends as fast as possible; empty skips them")
 	duration := fs.Duration("duration", 5*time.Second, "how long each rate is offered")
 	burst := fs.Uint64("burst", 500000, "packets logged while the consumer is stopped, for the drain rate; 0 skips it")
 	modes := fs.String("modes", "podflow,gonflog", "consumers to measure: podflow (capture and pipeline), gonflog (bare go-nflog reader)")
 	smoke := fs.Uint64("smoke", 0, "instead of measuring, send this many packets at a trivially low rate and check podflow counts each once")
+	services := fs.String("services", "1000,10000", "rates of new connections per second at which to measure Service naming without the conntrack glue; empty skips it")
+	servicePkts := fs.Int("service-packets", 20000, "packets per second of established connections at which to measure Service naming")
+	servicesSmoke := fs.Int("services-smoke", 0, "instead of measuring, open this many connections to a translated Service at a trivially low rate and check each is counted once, under its Service")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -56,7 +59,7 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	b, err := newBench(self, *smoke == 0)
+	b, err := newBench(self, *smoke == 0 && *servicesSmoke == 0)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "sysbench:", err)
 		return 1
@@ -69,6 +72,14 @@ func run(args []string) int {
 		b.close()
 		os.Exit(1)
 	}()
+	if *servicesSmoke > 0 {
+		if err := b.servicesSmoke(*servicesSmoke); err != nil {
+			fmt.Fprintln(os.Stderr, "sysbench services smoke:", err)
+			return 1
+		}
+		fmt.Printf("services smoke: %d connections counted once each, under their Service\n", *servicesSmoke)
+		return 0
+	}
 	if *smoke > 0 {
 		if err := b.smoke(*smoke); err != nil {
 			fmt.Fprintln(os.Stderr, "sysbench smoke:", err)
@@ -77,9 +88,17 @@ func run(args []string) int {
 		fmt.Printf("smoke: %d packets forwarded, %d counted once each\n", *smoke, *smoke)
 		return 0
 	}
-	if err := b.measure(strings.Split(*rates, ","), strings.Split(*modes, ","), *duration, *burst); err != nil {
-		fmt.Fprintln(os.Stderr, "sysbench:", err)
-		return 1
+	if *rates != "" {
+		if err := b.measure(strings.Split(*rates, ","), strings.Split(*modes, ","), *duration, *burst); err != nil {
+			fmt.Fprintln(os.Stderr, "sysbench:", err)
+			return 1
+		}
+	}
+	if *services != "" {
+		if err := b.services(strings.Split(*services, ","), *servicePkts, *duration); err != nil {
+			fmt.Fprintln(os.Stderr, "sysbench services:", err)
+			return 1
+		}
 	}
 	return 0
 }
@@ -95,13 +114,14 @@ type bench struct {
 	children       []*exec.Cmd
 	closed         bool
 	forwardCounter *regexp.Regexp
+	nextPort       int // the next source port of new connections
 }
 
 func newBench(self string, pin bool) (*bench, error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("needs root: it creates network namespaces and nftables tables")
 	}
-	b := &bench{self: self, forwardCounter: regexp.MustCompile(`packets (\d+)`)}
+	b := &bench{self: self, forwardCounter: regexp.MustCompile(`packets (\d+)`), nextPort: 1024}
 	if _, err := exec.LookPath("taskset"); err == nil && pin && runtime.NumCPU() >= 2 {
 		b.pin = true
 	}
@@ -204,8 +224,12 @@ func (b *bench) forwarded() (uint64, error) {
 }
 
 func (b *bench) generate(rate int, count uint64, d time.Duration) (genResult, error) {
+	return b.generateArgs([]string{"gen", "-dst", "10.245.2.2", "-rate", strconv.Itoa(rate), "-count", strconv.FormatUint(count, 10), "-duration", d.String()})
+}
+
+func (b *bench) generateArgs(args []string) (genResult, error) {
 	var res genResult
-	cmd := b.command(b.gen, "0", "gen", "-dst", "10.245.2.2", "-rate", strconv.Itoa(rate), "-count", strconv.FormatUint(count, 10), "-duration", d.String())
+	cmd := b.command(b.gen, "0", args...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
@@ -222,7 +246,12 @@ type consumer struct {
 }
 
 func (b *bench) startConsumer(mode string, rcvbuf int) (*consumer, error) {
-	cmd := b.command(b.rt, "1", "consume", "-mode", mode, "-group", strconv.Itoa(group), "-rcvbuf", strconv.Itoa(rcvbuf))
+	return b.startConsumerArgs([]string{"consume", "-mode", mode, "-group", strconv.Itoa(group), "-rcvbuf", strconv.Itoa(rcvbuf)})
+}
+
+func (b *bench) startConsumerArgs(args []string) (*consumer, error) {
+	mode := args[2]
+	cmd := b.command(b.rt, "1", args...)
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -297,22 +326,33 @@ type point struct {
 	sent, forwarded      uint64
 	pps                  float64
 	received, counted    uint64
+	named                uint64
 	lost, overruns, full uint64
 	cpuMicros            int64
 	wall                 time.Duration
 }
 
 func (b *bench) steady(mode, rate string, d time.Duration) (point, error) {
-	p := point{mode: mode, offered: rate}
 	r, count := 0, uint64(0)
 	if rate != "max" {
 		n, err := strconv.Atoi(rate)
 		if err != nil {
-			return p, fmt.Errorf("rate %q: %w", rate, err)
+			return point{mode: mode, offered: rate}, fmt.Errorf("rate %q: %w", rate, err)
 		}
 		r, count = n, uint64(float64(n)*d.Seconds())
 	}
-	c, err := b.startConsumer(mode, 8<<20)
+	p, err := b.runOnce([]string{"consume", "-mode", mode, "-group", strconv.Itoa(group), "-rcvbuf", strconv.Itoa(8 << 20)},
+		[]string{"gen", "-dst", "10.245.2.2", "-rate", strconv.Itoa(r), "-count", strconv.FormatUint(count, 10), "-duration", d.String()})
+	p.mode, p.offered = mode, rate
+	return p, err
+}
+
+// runOnce starts a consumer with consumerArgs, runs the generator with
+// genArgs, waits until everything logged is counted, and returns what
+// the router forwarded and what the consumer received, counted and spent.
+func (b *bench) runOnce(consumerArgs, genArgs []string) (point, error) {
+	var p point
+	c, err := b.startConsumerArgs(consumerArgs)
 	if err != nil {
 		return p, err
 	}
@@ -325,7 +365,7 @@ func (b *bench) steady(mode, rate string, d time.Duration) (point, error) {
 	if err != nil {
 		return p, err
 	}
-	g, err := b.generate(r, count, d)
+	g, err := b.generateArgs(genArgs)
 	if err != nil {
 		return p, err
 	}
@@ -341,7 +381,7 @@ func (b *bench) steady(mode, rate string, d time.Duration) (point, error) {
 	p.sent, p.pps = g.Sent, float64(g.Sent)/g.Seconds
 	p.wall = time.Duration(g.Seconds * float64(time.Second)) // the consumer's share of a core while packets flow
 	p.forwarded = f1 - f0
-	p.received, p.counted = r1.Received-r0.Received, r1.Counted-r0.Counted
+	p.received, p.counted, p.named = r1.Received-r0.Received, r1.Counted-r0.Counted, r1.Named-r0.Named
 	p.lost, p.overruns, p.full = r1.Lost-r0.Lost, r1.Overruns-r0.Overruns, r1.QueueFull-r0.QueueFull
 	p.cpuMicros = r1.CPUMicros - r0.CPUMicros
 	return p, nil

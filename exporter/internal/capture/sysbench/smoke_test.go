@@ -28,3 +28,16 @@ func TestSmoke(t *testing.T) {
 		t.Fatalf("sysbench -smoke 1000 exited %d", code)
 	}
 }
+
+// TestServicesSmoke opens connections to an address the router
+// translates, with Service naming on: each connection's packet is logged
+// before and after DNAT, counted once, under its Service.
+func TestServicesSmoke(t *testing.T) {
+	netnstest.RequireRoot(t)
+	if testing.Short() {
+		t.Skip("skipped in -short mode")
+	}
+	if code := run([]string{"-services-smoke", "200"}); code != 0 {
+		t.Fatalf("sysbench -services-smoke 200 exited %d", code)
+	}
+}
