@@ -7,9 +7,11 @@
 
 KUBE_VERSION  := v1.37.2
 ETCD_VERSION  := v3.7.0
-KUBE_APISERVER := $(TOOLS_BIN)/kube-apiserver-$(KUBE_VERSION)
-ETCD           := $(TOOLS_BIN)/etcd-$(ETCD_VERSION)
-export KUBE_APISERVER ETCD
+KUBE_APISERVER          := $(TOOLS_BIN)/kube-apiserver-$(KUBE_VERSION)
+KUBE_CONTROLLER_MANAGER := $(TOOLS_BIN)/kube-controller-manager-$(KUBE_VERSION)
+KUBE_PROXY              := $(TOOLS_BIN)/kube-proxy-$(KUBE_VERSION)
+ETCD                    := $(TOOLS_BIN)/etcd-$(ETCD_VERSION)
+export KUBE_APISERVER KUBE_CONTROLLER_MANAGER KUBE_PROXY ETCD
 
 KUBE_LDFLAGS := -s -w \
 	-X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION) \
@@ -18,12 +20,14 @@ KUBE_LDFLAGS := -s -w \
 	-X k8s.io/component-base/version.gitTreeState=clean \
 	-X k8s.io/component-base/version.buildDate=1970-01-01T00:00:00Z
 
-$(KUBE_APISERVER):
-	@echo ">> building kube-apiserver $(KUBE_VERSION) (once, several minutes; cached in $(TOOLS_BIN))"
+# kube-apiserver, kube-controller-manager and kube-proxy, each from
+# k8s.io/kubernetes/cmd/<name> of the pinned module.
+$(TOOLS_BIN)/kube-%-$(KUBE_VERSION):
+	@echo ">> building kube-$* $(KUBE_VERSION) (once, several minutes; cached in $(TOOLS_BIN))"
 	@mkdir -p $(TOOLS_BIN)
-	cd e2e/tools/kube && $(GO) build -trimpath -ldflags '$(KUBE_LDFLAGS)' -o $@.tmp k8s.io/kubernetes/cmd/kube-apiserver
+	cd e2e/tools/kube && $(GO) build -trimpath -ldflags '$(KUBE_LDFLAGS)' -o $@.tmp k8s.io/kubernetes/cmd/kube-$*
 	@mv $@.tmp $@
-	@echo ">> kube-apiserver $(KUBE_VERSION) ready: $@"
+	@echo ">> kube-$* $(KUBE_VERSION) ready: $@"
 
 $(ETCD):
 	@echo ">> building etcd $(ETCD_VERSION) (once; cached in $(TOOLS_BIN))"
@@ -36,7 +40,7 @@ $(ETCD):
 E2E_ALERTMANAGER := $(ALERTMANAGER)
 
 .PHONY: e2e-tools
-e2e-tools: $(KUBE_APISERVER) $(ETCD) $(PROMETHEUS) $(E2E_ALERTMANAGER) $(PROMTOOL) $(AMTOOL) ## Build the pinned kube-apiserver, etcd, Prometheus, Alertmanager, promtool and amtool (cached by version).
+e2e-tools: $(KUBE_APISERVER) $(KUBE_CONTROLLER_MANAGER) $(KUBE_PROXY) $(ETCD) $(PROMETHEUS) $(E2E_ALERTMANAGER) $(PROMTOOL) $(AMTOOL) ## Build the pinned kube-apiserver, kube-controller-manager, kube-proxy, etcd, Prometheus, Alertmanager, promtool and amtool (cached by version).
 
 PODFLOW_BIN   ?= $(BIN_DIR)/podflow
 E2E_RULES_DIR ?= $(CURDIR)/e2e/.cache/rules
@@ -61,6 +65,21 @@ e2e: setup build topology e2e-tools e2e-rules ## End-to-end scenarios on a real 
 	cd e2e && ALERTMANAGER=$(E2E_ALERTMANAGER) PROMETHEUS_OPERATOR_CRDS=$(E2E_CRDS) $(GO) test -count=1 -timeout 20m -v .
 
 TEST_TARGETS += e2e
+
+# The data-path scenarios (Services through kube-proxy, NodePorts, load
+# balancers, hairpin, hostNetwork, rollout, exact counts) a second time on
+# the other kube-proxy mode and the other fabric: make e2e runs nftables on
+# the routed fabric, this runs iptables (iptables-nft) on the VXLAN overlay.
+# Prometheus only scrapes here: no baseline, rules or Alertmanager.
+E2E_DATAPATH_TESTS := TestExact|TestDestinations|TestHostNetworkPod|TestDataPath|TestRollout
+
+.PHONY: e2e-datapath
+e2e-datapath: build e2e-tools ## The data-path e2e scenarios again: kube-proxy in iptables mode, nodes joined by a VXLAN overlay (root).
+	@echo ">> e2e-datapath: kube-proxy iptables mode, overlay fabric"
+	cd e2e && E2E_PROXY_MODE=iptables E2E_FABRIC=overlay E2E_SCRAPE_ONLY=1 ALERTMANAGER=$(E2E_ALERTMANAGER) \
+		$(GO) test -count=1 -timeout 15m -v -run '^($(E2E_DATAPATH_TESTS))' .
+
+TEST_TARGETS += e2e-datapath
 
 DEMO_FLAGS ?=
 

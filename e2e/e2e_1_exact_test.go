@@ -27,7 +27,17 @@ func pairQuery(metric string, src, dst *harness.Workload, port int, proto, direc
 
 func expectPair(t *testing.T, env *harness.Env, src, dst *harness.Workload, port int, proto string, origPkts, origBytes, replyPkts, replyBytes, conns int) {
 	t.Helper()
+	expectPairWithin(t, env, 30*time.Second, 30*time.Second, src, dst, port, proto, origPkts, origBytes, replyPkts, replyBytes, conns)
+}
+
+// expectPairWithin is expectPair waiting up to first for the first value,
+// and up to rest for each of the others (which arrive with the same
+// scrape); it reports whether every value matched.
+func expectPairWithin(t *testing.T, env *harness.Env, first, rest time.Duration, src, dst *harness.Workload, port int, proto string, origPkts, origBytes, replyPkts, replyBytes, conns int) bool {
+	t.Helper()
 	ctx := context.Background()
+	ok := true
+	timeout := first
 	for _, c := range []struct {
 		metric, dir string
 		want        int
@@ -42,15 +52,19 @@ func expectPair(t *testing.T, env *harness.Env, src, dst *harness.Workload, port
 		if c.want == 0 {
 			continue
 		}
-		if _, err := env.WaitValue(ctx, q, float64(c.want), 30*time.Second); err != nil {
+		if _, err := env.WaitValue(ctx, q, float64(c.want), timeout); err != nil {
 			t.Error(err)
+			ok = false
 		}
+		timeout = rest
 	}
 	// Counted once cluster-wide: one node reports the pair.
 	q := "count(count by (instance) (" + pairSel("podflow_packets_total", src, dst, port, proto, "original") + "))"
 	if v, _, err := env.QueryValue(ctx, q); err != nil || v != 1 {
 		t.Errorf("%s = %v (%v), want 1 reporting node", q, v, err)
+		ok = false
 	}
+	return ok
 }
 
 func TestExactUDP(t *testing.T) {

@@ -50,8 +50,10 @@ func TestMain(m *testing.M) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	start := time.Now()
 	env, err := harness.New(ctx, harness.Options{
-		Prefix: "pfe2e-",
-		Bins:   bins,
+		Prefix:     "pfe2e-",
+		Bins:       bins,
+		ProxyMode:  os.Getenv("E2E_PROXY_MODE"),
+		FabricMode: os.Getenv("E2E_FABRIC"),
 		Logf: func(format string, args ...any) {
 			fmt.Fprintf(os.Stderr, "e2e %6.1fs: %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
 		},
@@ -77,10 +79,10 @@ func TestMain(m *testing.M) {
 
 func setup(ctx context.Context, env *harness.Env) error {
 	theEnv = env
-	env.Logf("building the sandbox cluster")
+	env.Logf("building the sandbox cluster (kube-proxy in %s mode, %s fabric)", orDefault(env.ProxyMode, harness.ProxyNftables), orDefault(env.FabricMode, harness.FabricRouted))
 	s, err := harness.BuildSandbox(ctx, env, harness.SandboxOptions{
 		ClusterRolePath: filepath.Join(repoRoot, "kustomize/base/clusterrole.yaml"),
-		PodflowArgs:     []string{"--metrics.deletion-grace=5s"},
+		PodflowArgs:     []string{"--metrics.deletion-grace=5s", "--metrics.labels=destination_service"},
 	})
 	if err != nil {
 		return err
@@ -100,7 +102,8 @@ func setup(ctx context.Context, env *harness.Env) error {
 		}
 		return err
 	}
-	m, err := harness.StartMonitoring(ctx, s, harness.MonitoringOptions{RepoRoot: repoRoot, RulesDir: os.Getenv("E2E_RULES_DIR")})
+	m, err := harness.StartMonitoring(ctx, s, harness.MonitoringOptions{RepoRoot: repoRoot, RulesDir: os.Getenv("E2E_RULES_DIR"),
+		ScrapeOnly: os.Getenv("E2E_SCRAPE_ONLY") != ""})
 	rulesLoaded, alertmanagerUp = m.RulesLoaded, m.AlertmanagerUp
 	if err != nil {
 		return err
@@ -133,3 +136,10 @@ func controlPlane(t *testing.T) *harness.Env {
 }
 
 func amtoolBin() string { return os.Getenv("AMTOOL") }
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}

@@ -29,11 +29,12 @@ const (
 // ControlPlane is etcd and kube-apiserver, running in the control-plane
 // namespace.
 type ControlPlane struct {
-	NS        *NetNS
-	Etcd      *Proc
-	APIServer *Proc
-	pki       *pki
-	dir       string
+	NS                *NetNS
+	Etcd              *Proc
+	APIServer         *Proc
+	ControllerManager *Proc
+	pki               *pki
+	dir               string
 	// Client is an admin (system:masters) client reaching the API server
 	// through the control-plane namespace.
 	Client     kubernetes.Interface
@@ -63,6 +64,11 @@ func (e *Env) startControlPlane(ctx context.Context) error {
 	if err := p.issue("podflow", "system:serviceaccount:podflow:podflow", nil, nil, nil); err != nil {
 		return err
 	}
+	// The user the API server's bootstrap policy binds to
+	// system:node-proxier.
+	if err := p.issue("kube-proxy", "system:kube-proxy", nil, nil, nil); err != nil {
+		return err
+	}
 	if err := p.serviceAccountKey(); err != nil {
 		return err
 	}
@@ -74,7 +80,10 @@ func (e *Env) startControlPlane(ctx context.Context) error {
 	if err := cp.startAPIServer(ctx, e); err != nil {
 		return err
 	}
-	return cp.connect(ctx, e)
+	if err := cp.connect(ctx, e); err != nil {
+		return err
+	}
+	return cp.startControllerManager(e)
 }
 
 func (cp *ControlPlane) startEtcd(e *Env) error {
@@ -110,8 +119,9 @@ func (cp *ControlPlane) apiserverArgs() []string {
 		"--service-cluster-ip-range=" + serviceCIDR4 + "," + serviceCIDR6,
 		"--authorization-mode=RBAC",
 		"--allow-privileged=true",
-		// No controller-manager runs, so nothing creates the default
-		// service accounts that this plugin insists on.
+		// The controller-manager runs no service account controller, so
+		// nothing creates the default service accounts that this plugin
+		// insists on.
 		"--disable-admission-plugins=ServiceAccount",
 		"--enable-priority-and-fairness=false",
 		"--profiling=false",
@@ -158,8 +168,10 @@ func (cp *ControlPlane) connect(ctx context.Context, e *Env) error {
 	if err != nil {
 		return err
 	}
-	if _, err := cp.Kubeconfig("podflow"); err != nil {
-		return err
+	for _, user := range []string{"podflow", "kube-proxy"} {
+		if _, err := cp.Kubeconfig(user); err != nil {
+			return err
+		}
 	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", path)
 	if err != nil {

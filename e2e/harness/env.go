@@ -23,12 +23,14 @@ import (
 // Bins are the binaries the harness runs. Empty fields are looked up in the
 // environment that the Makefile exports.
 type Bins struct {
-	Podflow       string // PODFLOW_BIN
-	KubeAPIServer string // KUBE_APISERVER
-	Etcd          string // ETCD
-	Prometheus    string // PROMETHEUS
-	Promtool      string // PROMTOOL
-	Alertmanager  string // ALERTMANAGER
+	Podflow               string // PODFLOW_BIN
+	KubeAPIServer         string // KUBE_APISERVER
+	KubeControllerManager string // KUBE_CONTROLLER_MANAGER
+	KubeProxy             string // KUBE_PROXY
+	Etcd                  string // ETCD
+	Prometheus            string // PROMETHEUS
+	Promtool              string // PROMTOOL
+	Alertmanager          string // ALERTMANAGER
 }
 
 // BinsFromEnv reads the binaries' paths from the environment; missing names
@@ -42,12 +44,14 @@ func BinsFromEnv() (b Bins, missing []string) {
 		return v
 	}
 	b = Bins{
-		Podflow:       get("PODFLOW_BIN"),
-		KubeAPIServer: get("KUBE_APISERVER"),
-		Etcd:          get("ETCD"),
-		Prometheus:    get("PROMETHEUS"),
-		Promtool:      get("PROMTOOL"),
-		Alertmanager:  get("ALERTMANAGER"),
+		Podflow:               get("PODFLOW_BIN"),
+		KubeAPIServer:         get("KUBE_APISERVER"),
+		KubeControllerManager: get("KUBE_CONTROLLER_MANAGER"),
+		KubeProxy:             get("KUBE_PROXY"),
+		Etcd:                  get("ETCD"),
+		Prometheus:            get("PROMETHEUS"),
+		Promtool:              get("PROMTOOL"),
+		Alertmanager:          get("ALERTMANAGER"),
 	}
 	return b, missing
 }
@@ -64,6 +68,13 @@ type Options struct {
 	// OwnSignals leaves SIGINT/SIGTERM to the caller, who must then call
 	// Close; by default the environment tears itself down and exits.
 	OwnSignals bool
+	// ProxyMode is kube-proxy's mode on every node: ProxyNftables (the
+	// default) or ProxyIptables.
+	ProxyMode string
+	// FabricMode is how nodes reach each other's pods: FabricRouted (the
+	// default; the fabric routes every pod CIDR) or FabricOverlay (VXLAN
+	// between nodes only).
+	FabricMode string
 }
 
 // Env is one running sandbox.
@@ -81,6 +92,8 @@ type Env struct {
 	Hook   *Webhook
 
 	podSeq   int
+	lbSeq    int
+	outside  *Outside
 	services []*Service
 	mu       sync.Mutex
 	procs    []*Proc

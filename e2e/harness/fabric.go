@@ -25,6 +25,9 @@ networks:
   denylist-tor:
     - 203.0.113.0/24
     - 2001:db8:666::/48
+  customers:
+    - 198.18.0.0/24
+    - 2001:db8:18::/64
 `
 
 func (e *Env) setupFabric() error {

@@ -17,6 +17,9 @@ type MonitoringOptions struct {
 	// History is how much baseline to backfill (at least 8 days: the
 	// shipped cluster learning period is 7).
 	History time.Duration
+	// ScrapeOnly starts Prometheus without baseline, rules or
+	// Alertmanager: enough for scenarios that only read counters.
+	ScrapeOnly bool
 }
 
 // Monitoring reports what StartMonitoring could start.
@@ -41,7 +44,7 @@ func StartMonitoring(ctx context.Context, s *Sandbox, o MonitoringOptions) (Moni
 	}
 	promOpts := PrometheusOptions{}
 	shipped := filepath.Join(o.RepoRoot, "rules", "podflow-recording.rules.yaml")
-	if fileExists(shipped) {
+	if fileExists(shipped) && !o.ScrapeOnly {
 		end := time.Now().Add(-3 * time.Minute)
 		b := &Backfill{
 			Start:     end.Add(-o.History),
@@ -68,7 +71,7 @@ func StartMonitoring(ctx context.Context, s *Sandbox, o MonitoringOptions) (Moni
 		return m, err
 	}
 	amConfig := filepath.Join(o.RepoRoot, "rules", "alertmanager", "alertmanager.yml")
-	if fileExists(amConfig) {
+	if fileExists(amConfig) && !o.ScrapeOnly {
 		e.logf("starting alertmanager")
 		if _, err := e.StartAlertmanager(ctx, amConfig); err != nil {
 			return m, err

@@ -24,16 +24,18 @@ type Node struct {
 	PodCIDR4 netip.Prefix
 	PodCIDR6 netip.Prefix
 	Podflow  *Proc
+	// KubeProxy runs in the node's namespace, as its DaemonSet would.
+	KubeProxy *Proc
 	// PodflowArgs are extra flags for this node's podflow.
 	PodflowArgs []string
 	nextPod     int
-	services    []string
 }
 
 // MetricsAddr is podflow's metrics endpoint on the fabric.
 func (n *Node) MetricsAddr() string { return n.IPv4.String() + ":9810" }
 
-// AddNode creates node-<i>: its namespace, its routes, the Node object.
+// AddNode creates node-<i>: its namespace, its routes (or its overlay
+// device), the Node object, and kube-proxy on it.
 func (e *Env) AddNode(ctx context.Context) (*Node, error) {
 	i := len(e.Nodes) + 1
 	n := &Node{
@@ -62,23 +64,8 @@ func (e *Env) AddNode(ctx context.Context) (*Node, error) {
 	if err := e.attach(ns, "vn"+strconv.Itoa(i), n.IPv4.String(), n.IPv6.String()); err != nil {
 		return nil, err
 	}
-	// host-gw routing: the fabric and every node know every pod CIDR.
-	if err := e.Fabric.IP("route", "add", n.PodCIDR4.String(), "via", n.IPv4.String()); err != nil {
+	if err := e.connectNode(n); err != nil {
 		return nil, err
-	}
-	if err := e.Fabric.IP("-6", "route", "add", n.PodCIDR6.String(), "via", n.IPv6.String()); err != nil {
-		return nil, err
-	}
-	for _, o := range e.Nodes {
-		for _, pair := range [][2]*Node{{o, n}, {n, o}} {
-			at, to := pair[0], pair[1]
-			if err := at.NS.IP("route", "add", to.PodCIDR4.String(), "via", to.IPv4.String()); err != nil {
-				return nil, err
-			}
-			if err := at.NS.IP("-6", "route", "add", to.PodCIDR6.String(), "via", to.IPv6.String()); err != nil {
-				return nil, err
-			}
-		}
 	}
 	obj := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: n.Name, Labels: map[string]string{"kubernetes.io/hostname": n.Name}},
@@ -98,10 +85,8 @@ func (e *Env) AddNode(ctx context.Context) (*Node, error) {
 		return nil, err
 	}
 	e.Nodes = append(e.Nodes, n)
-	for _, svc := range e.services {
-		if err := n.NS.Nft(svc.ruleset()); err != nil {
-			return nil, err
-		}
+	if err := e.startKubeProxy(ctx, n); err != nil {
+		return nil, err
 	}
 	return n, nil
 }
@@ -165,13 +150,18 @@ func (e *Env) StartPodflow(n *Node) error {
 
 // WaitPodflowReady waits for /readyz of the node's podflow.
 func (e *Env) WaitPodflowReady(ctx context.Context, n *Node, timeout time.Duration) error {
+	return e.waitOK(ctx, e.CPNS, "http://"+n.MetricsAddr()+"/readyz", n.Podflow, "podflow on "+n.Name, timeout)
+}
+
+// waitOK polls url from ns until it answers 200, while p runs.
+func (e *Env) waitOK(ctx context.Context, ns *NetNS, url string, p *Proc, what string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	var last string
 	for time.Now().Before(deadline) {
-		if n.Podflow.Exited() {
-			return fmt.Errorf("podflow on %s exited: %s", n.Name, n.Podflow.Tail(3000))
+		if p.Exited() {
+			return fmt.Errorf("%s exited: %s", what, p.Tail(3000))
 		}
-		code, body, err := e.HTTPGet(ctx, e.CPNS, "http://"+n.MetricsAddr()+"/readyz")
+		code, body, err := e.HTTPGet(ctx, ns, url)
 		if err == nil && code == 200 {
 			return nil
 		}
@@ -182,5 +172,5 @@ func (e *Env) WaitPodflowReady(ctx context.Context, n *Node, timeout time.Durati
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
-	return fmt.Errorf("podflow on %s not ready after %v (%s): %s", n.Name, timeout, last, n.Podflow.Tail(3000))
+	return fmt.Errorf("%s not ready after %v (%s): %s", what, timeout, last, p.Tail(3000))
 }

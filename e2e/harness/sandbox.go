@@ -18,10 +18,13 @@ import (
 //	node-2: shop/checkout (Deployment), shop/db (StatefulSet),
 //	        monitoring/node-agent (DaemonSet)
 //	Services: shop/checkout (TCP 80 -> 8080), shop/db (TCP 5432),
-//	          shop/checkout-udp (UDP 53 -> 5353)
+//	          shop/checkout-udp (UDP 53 -> 5353),
+//	          shop/storefront (LoadBalancer TCP 80 -> frontend 8443,
+//	          its address routed to node-2)
 //
-// Outside: corp (198.51.100.0/24) and denylist-tor (203.0.113.0/24) on the
-// fabric.
+// kube-proxy runs on both nodes. Outside: corp (198.51.100.0/24) and
+// denylist-tor (203.0.113.0/24) on the fabric, and the customers client
+// (198.18.0.0/24, AddOutsideClient) in its own namespace.
 type Sandbox struct {
 	Env       *Env
 	Nodes     []*Node
@@ -102,12 +105,18 @@ func BuildSandbox(ctx context.Context, e *Env, o SandboxOptions) (*Sandbox, erro
 		name, backend string
 		proto         corev1.Protocol
 		port, target  int32
+		typ           corev1.ServiceType
+		lbNode        *Node
 	}{
-		{"checkout", "shop/checkout", corev1.ProtocolTCP, 80, 8080},
-		{"db", "shop/db", corev1.ProtocolTCP, 5432, 5432},
-		{"checkout-udp", "shop/checkout", corev1.ProtocolUDP, 53, 5353},
+		{"checkout", "shop/checkout", corev1.ProtocolTCP, 80, 8080, "", nil},
+		{"db", "shop/db", corev1.ProtocolTCP, 5432, 5432, "", nil},
+		{"checkout-udp", "shop/checkout", corev1.ProtocolUDP, 53, 5353, "", nil},
+		// The shop's front door: a cloud load balancer that sends
+		// customers to node-2, which forwards them to frontend on node-1.
+		{"storefront", "shop/frontend", corev1.ProtocolTCP, 80, 8443, corev1.ServiceTypeLoadBalancer, n2},
 	} {
-		svc, err := e.AddService(ctx, sv.name, s.Pods[sv.backend], sv.proto, sv.port, sv.target)
+		svc, err := e.NewService(ctx, ServiceSpec{Name: sv.name, Backend: s.Pods[sv.backend], Protocol: sv.proto,
+			Port: sv.port, TargetPort: sv.target, Type: sv.typ, LBNode: sv.lbNode})
 		if err != nil {
 			return nil, err
 		}
@@ -193,6 +202,8 @@ func (s *Sandbox) KnownPairs() []BackfillPair {
 		pair(n2, w("shop/checkout"), w("shop/db"), 5432, "TCP"),
 		pair(n1, w("batch/report"), w("shop/db"), 5432, "TCP"),
 		network(n1, w("shop/frontend"), "corp", 443),
+		BackfillPair{Node: n1, Labels: PairLabels("", OutsideNetwork, "Network", "shop", "frontend", "Deployment", 8443, "TCP"),
+			BytesPerSecond: 4000, PacketsPerSecond: 40, ConnsPerSecond: 1},
 		toAPI(n1, w("monitoring/node-agent")),
 		toAPI(n2, w("monitoring/node-agent")),
 		toAPI(n1, nil),

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
@@ -78,25 +79,31 @@ func (e *Env) Deployment(ctx context.Context, ns, name string) (*Workload, error
 	if err != nil {
 		return nil, fmt.Errorf("deployment %s/%s: %w", ns, name, err)
 	}
-	rsLabels := map[string]string{"app": name, "pod-template-hash": "5d8f7c9b6"}
-	rs, err := e.CP.Client.AppsV1().ReplicaSets(ns).Create(ctx, &appsv1.ReplicaSet{
+	return e.replicaSet(ctx, d, "5d8f7c9b6")
+}
+
+// replicaSet creates the ReplicaSet of Deployment d with a pod-template
+// hash, as the Deployment controller names and labels it.
+func (e *Env) replicaSet(ctx context.Context, d *appsv1.Deployment, hash string) (*Workload, error) {
+	labels := map[string]string{"app": d.Name, "pod-template-hash": hash}
+	rs, err := e.CP.Client.AppsV1().ReplicaSets(d.Namespace).Create(ctx, &appsv1.ReplicaSet{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:   name + "-5d8f7c9b6",
-			Labels: rsLabels,
+			Name:   d.Name + "-" + hash,
+			Labels: labels,
 			OwnerReferences: []metav1.OwnerReference{{
 				APIVersion: "apps/v1", Kind: "Deployment", Name: d.Name, UID: d.UID, Controller: ptr.To(true),
 			}},
 		},
 		Spec: appsv1.ReplicaSetSpec{
 			Replicas: ptr.To[int32](1),
-			Selector: &metav1.LabelSelector{MatchLabels: rsLabels},
-			Template: podTemplate(rsLabels),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: podTemplate(labels),
 		},
 	}, metav1.CreateOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("replicaset %s/%s: %w", ns, name, err)
+		return nil, fmt.Errorf("replicaset %s/%s-%s: %w", d.Namespace, d.Name, hash, err)
 	}
-	return &Workload{Namespace: ns, Name: name, Kind: "Deployment", Labels: rsLabels,
+	return &Workload{Namespace: d.Namespace, Name: d.Name, Kind: "Deployment", Labels: labels,
 		PodOwner: &Owner{Kind: "ReplicaSet", Name: rs.Name, UID: string(rs.UID), APIVersion: "apps/v1"}}, nil
 }
 
@@ -252,7 +259,8 @@ func (e *Env) wirePod(p *Pod) error {
 			return err
 		}
 	}
-	if err := n.NS.IP("link", "add", p.ifname, "type", "veth", "peer", "name", "eth0", "netns", ns.Name); err != nil {
+	mtu := e.podMTU()
+	if err := n.NS.IP("link", "add", p.ifname, "mtu", mtu, "type", "veth", "peer", "name", "eth0", "mtu", mtu, "netns", ns.Name); err != nil {
 		return err
 	}
 	if err := n.NS.Sysctl("net.ipv4.conf."+p.ifname+".proxy_arp", "1"); err != nil {
@@ -365,3 +373,28 @@ func (e *Env) ReusePod(ctx context.Context, old *Pod, w *Workload) (*Pod, error)
 	}
 	return p, e.createPodObject(ctx, p, false)
 }
+
+// NextReplicaSet starts a rollout of Deployment w: a new ReplicaSet of the
+// same Deployment with another pod-template hash, as the Deployment
+// controller makes on a template change. Pods added to the returned
+// workload belong to the new ReplicaSet; both carry the label app=<name>.
+func (e *Env) NextReplicaSet(ctx context.Context, w *Workload, hash string) (*Workload, error) {
+	d, err := e.CP.Client.AppsV1().Deployments(w.Namespace).Get(ctx, w.Name, metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	return e.replicaSet(ctx, d, hash)
+}
+
+// TerminatePod deletes the pod with a grace period, as a rollout does: the
+// API server sets its deletion timestamp and keeps it until the kubelet
+// (the harness) confirms the end with FinishPod. Until then the pod's
+// namespace keeps serving, and the EndpointSlice lists it as terminating.
+func (e *Env) TerminatePod(ctx context.Context, p *Pod, grace time.Duration) error {
+	secs := int64(grace / time.Second)
+	return e.CP.Client.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: &secs})
+}
+
+// FinishPod ends a terminating pod: the Pod object goes and its namespace
+// with it.
+func (e *Env) FinishPod(ctx context.Context, p *Pod) error { return e.DeletePod(ctx, p) }

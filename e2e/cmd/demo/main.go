@@ -35,6 +35,8 @@ func run() int {
 	metricsPort := flag.Int("metrics-port", 9811, "first local port for the podflow instances' /metrics (one per node)")
 	repo := flag.String("repo", "..", "the podflow checkout")
 	topologyDir := flag.String("topology-dir", "", "where to write the topology picture (default: bin/topology in the checkout)")
+	proxyMode := flag.String("proxy-mode", harness.ProxyNftables, "kube-proxy's mode on every node: nftables or iptables")
+	fabric := flag.String("fabric", harness.FabricRouted, "how nodes reach each other's pods: routed or overlay (VXLAN)")
 	flag.Parse()
 
 	if os.Geteuid() != 0 {
@@ -57,7 +59,8 @@ func run() int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	env, err := harness.New(ctx, harness.Options{Prefix: "pfdemo-", Bins: bins, Logf: logf, OwnSignals: true})
+	env, err := harness.New(ctx, harness.Options{Prefix: "pfdemo-", Bins: bins, Logf: logf, OwnSignals: true,
+		ProxyMode: *proxyMode, FabricMode: *fabric})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		return 1
@@ -152,6 +155,9 @@ func demo(ctx context.Context, env *harness.Env, root, topologyDir string, logf 
 		fmt.Println(l)
 	}
 	fmt.Println()
+	lb := s.Services["shop/storefront"]
+	fmt.Printf("kube-proxy (%s mode) runs on every node; customers (%s, outside) reach shop/frontend\n", orDefault(env.ProxyMode, harness.ProxyNftables), harness.OutsideNetwork)
+	fmt.Printf("through the LoadBalancer shop/storefront at %v and %v, routed to %s.\n", lb.LoadBalancerIP(4), lb.LoadBalancerIP(6), lb.LBNode.Name)
 	fmt.Println("The second Prometheus link graphs the traffic of every workload pair.")
 	fmt.Printf("Steady traffic between the known workloads now; in %v shop/debug opens a connection\n", unexpectedAfter)
 	fmt.Println("to shop/db that the baseline has never seen. Ctrl-C stops and removes everything.")
@@ -193,29 +199,37 @@ func steadyTraffic(ctx context.Context, env *harness.Env, s *harness.Sandbox) er
 	for _, l := range []struct {
 		ns   *harness.NetNS
 		port int
-	}{{checkout.NS, 8080}, {db.NS, 5432}, {env.Fabric, 443}} {
+	}{{checkout.NS, 8080}, {db.NS, 5432}, {env.Fabric, 443}, {s.Pod("shop/frontend").NS, 8443}} {
 		if _, err := env.TCPSink(l.ns, l.port, true); err != nil {
 			return err
 		}
 	}
 	svc := s.Services["shop/checkout"]
+	lb := s.Services["shop/storefront"]
+	out, err := env.AddOutsideClient()
+	if err != nil {
+		return err
+	}
 	flows := []struct {
-		from *harness.Pod
+		from *harness.NetNS
 		to   netip.AddrPort
 		size int
 	}{
-		{s.Pod("shop/frontend"), netip.AddrPortFrom(svc.ClusterIP(4), uint16(svc.Port)), 4000},
-		{s.Pod("shop/debug"), netip.AddrPortFrom(svc.ClusterIP(6), uint16(svc.Port)), 500},
-		{checkout, netip.AddrPortFrom(db.IPv4, 5432), 2000},
-		{s.Pod("batch/report"), netip.AddrPortFrom(db.IPv6, 5432), 1500},
-		{s.Pod("shop/frontend"), netip.AddrPortFrom(harness.OutsideCorpV4, 443), 800},
+		{s.Pod("shop/frontend").NS, netip.AddrPortFrom(svc.ClusterIP(4), uint16(svc.Port)), 4000},
+		{s.Pod("shop/debug").NS, netip.AddrPortFrom(svc.ClusterIP(6), uint16(svc.Port)), 500},
+		{checkout.NS, netip.AddrPortFrom(db.IPv4, 5432), 2000},
+		{s.Pod("batch/report").NS, netip.AddrPortFrom(db.IPv6, 5432), 1500},
+		{s.Pod("shop/frontend").NS, netip.AddrPortFrom(harness.OutsideCorpV4, 443), 800},
+		// Customers on the internet, through the cloud load balancer.
+		{out.NS, netip.AddrPortFrom(lb.LoadBalancerIP(4), uint16(lb.Port)), 3000},
+		{out.NS, netip.AddrPortFrom(lb.LoadBalancerIP(6), uint16(lb.Port)), 1000},
 	}
 	go func() {
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
 		for {
 			for _, f := range flows {
-				_ = harness.TCPExchange(ctx, f.from.NS, f.to, f.size, true)
+				_ = harness.TCPExchange(ctx, f.from, f.to, f.size, true)
 			}
 			select {
 			case <-ctx.Done():
@@ -246,4 +260,11 @@ func drawTopology(ctx context.Context, promURL, dir string, logf func(string, ..
 	logf("topology picture, the new edge in orange: file://%s.html (SVG and DOT beside it; redraw: %s --prometheus.url=%s --output.html=...)",
 		base, bin, promURL)
 	return nil
+}
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
 }
