@@ -107,14 +107,17 @@ func (s *spec) addPreDNAT(cfg *Config) {
 	accept := nftables.ChainPolicyAccept
 	confirmed := binary.NativeEndian.AppendUint32(nil, ipsConfirmed)
 	for _, c := range []struct {
-		name string
-		hook *nftables.ChainHook
-	}{{ChainPreDNATPrerouting, nftables.ChainHookPrerouting}, {ChainPreDNATOutput, nftables.ChainHookOutput}} {
+		name   string
+		hook   *nftables.ChainHook
+		ifname expr.MetaKey
+	}{{ChainPreDNATPrerouting, nftables.ChainHookPrerouting, expr.MetaKeyIIFNAME}, {ChainPreDNATOutput, nftables.ChainHookOutput, expr.MetaKeyOIFNAME}} {
 		chain := &nftables.Chain{
 			Name: c.name, Table: s.table, Type: nftables.ChainTypeFilter, Hooknum: c.hook,
 			Priority: nftables.ChainPriorityRef(preDNATPriority), Policy: &accept,
 		}
 		s.chains = append(s.chains, chain)
+		// Loopback traffic is never logged after DNAT either.
+		s.rules = append(s.rules, &nftables.Rule{Table: s.table, Chain: chain, Exprs: loopbackReturn(c.ifname)})
 		s.rules = append(s.rules, &nftables.Rule{Table: s.table, Chain: chain, Exprs: []expr.Any{
 			&expr.Ct{Key: expr.CtKeySTATUS, Register: 1},
 			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: confirmed, Xor: make([]byte, 4)},
@@ -174,13 +177,7 @@ const ipsConfirmed = 1 << 3
 // policy, accept.
 func chainRules(cfg *Config, ifname expr.MetaKey) [][]expr.Any {
 	ret := &expr.Verdict{Kind: expr.VerdictReturn}
-	lo := make([]byte, unix.IFNAMSIZ)
-	copy(lo, "lo")
-	rules := [][]expr.Any{{
-		&expr.Meta{Key: ifname, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: lo},
-		ret,
-	}}
+	rules := [][]expr.Any{loopbackReturn(ifname)}
 	for _, o := range cfg.Overlays {
 		r := []expr.Any{
 			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
@@ -213,6 +210,18 @@ func chainRules(cfg *Config, ifname expr.MetaKey) [][]expr.Any {
 	})
 	rules = append(rules, stateRules(cfg, "")...)
 	return append(rules, []expr.Any{logTo(cfg, PrefixUntracked)})
+}
+
+// loopbackReturn is the rule that leaves loopback traffic alone: the
+// input or output interface (ifname) is "lo".
+func loopbackReturn(ifname expr.MetaKey) []expr.Any {
+	lo := make([]byte, unix.IFNAMSIZ)
+	copy(lo, "lo")
+	return []expr.Any{
+		&expr.Meta{Key: ifname, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: lo},
+		&expr.Verdict{Kind: expr.VerdictReturn},
+	}
 }
 
 // chainDNAT holds the log rules of connections this node
