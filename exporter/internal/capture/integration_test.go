@@ -21,6 +21,7 @@ import (
 type topology struct {
 	client, node *netnstest.NS
 	group        uint16
+	table        *nft.Table
 }
 
 var (
@@ -47,11 +48,13 @@ func newTopology(t *testing.T, group uint16) *topology {
 	cfg := nft.DefaultConfig()
 	cfg.Group = group
 	cfg.NetNS = node.FD
+	// The table belongs to tbl's netlink socket: it lives as long as tbl.
 	tbl := nft.New(cfg, nil)
 	if err := tbl.Install(); err != nil {
 		t.Fatal(err)
 	}
-	return &topology{client: client, node: node, group: group}
+	t.Cleanup(func() { _ = tbl.Delete() })
+	return &topology{client: client, node: node, group: group, table: tbl}
 }
 
 func testAddr(a netip.Addr) bool {

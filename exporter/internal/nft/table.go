@@ -94,7 +94,9 @@ func (t *Table) dial() (*nftables.Conn, error) {
 }
 
 // Install builds the table in one batch, replacing a table of the same
-// name left behind by a previous run.
+// name left behind by a previous run. The table then belongs to t's
+// netlink socket: keep t until Delete, since the kernel removes the
+// table when the socket closes, and so when t is garbage collected.
 func (t *Table) Install() error {
 	t.io.Lock()
 	defer t.io.Unlock()
