@@ -137,8 +137,8 @@ func checkDemoPages(t *testing.T, s *harness.Sandbox, promBase string) {
 	}
 	if s.Env.AM != nil {
 		dom = browse(t, hostURL(t, s, s.Env.AM.Addr)+harness.AlertmanagerAlertsPath, "alertmanager-alerts")
-		if !strings.Contains(dom, "Silences") || !strings.Contains(dom, "alertname") {
-			t.Errorf("Alertmanager's alerts page shows no alerts; see the screenshot")
+		if !regexp.MustCompile(`<tr class="alert"><td>PodflowNewCommunication</td><td class="active">active</td>`).MatchString(dom) {
+			t.Errorf("Alertmanager's alerts page does not list PodflowNewCommunication as active; see the screenshot")
 		}
 	}
 	for _, n := range s.Nodes {

@@ -6,8 +6,10 @@ import "net/url"
 const (
 	// PrometheusAlertsPath is Prometheus' alerts page.
 	PrometheusAlertsPath = "/alerts"
-	// AlertmanagerAlertsPath is the alerts page of Alertmanager's new web UI.
-	AlertmanagerAlertsPath = "/ui/#/alerts"
+	// AlertmanagerAlertsPath is Alertmanager's alerts page: the classic UI's
+	// address, where a small page over the API stands in for it
+	// (tools/webui/alertmanager.sh says why).
+	AlertmanagerAlertsPath = "/#/alerts"
 	// PairTrafficQuery is the PromQL of the prepared query: the bytes per
 	// second of every workload pair.
 	PairTrafficQuery = `sum by (source_namespace, source_workload, destination_namespace, destination_workload) (rate(podflow_bytes_total[1m]))`

@@ -10,7 +10,7 @@ import (
 //go:embed page.html.tmpl
 var pageText string
 
-var page = template.Must(template.New("page").Funcs(template.FuncMap{"bytes": HumanBytes, "name": name}).Parse(pageText))
+var page = template.Must(template.New("page").Funcs(template.FuncMap{"bytes": HumanBytes, "name": name, "duration": shortDuration}).Parse(pageText))
 
 type pageRow struct {
 	Edge

@@ -9,8 +9,9 @@
 #     Elm compiler is on the npm registry (@elm_binaries/linux_x64), but it
 #     takes the Elm packages the UI depends on (elm/core, elm/browser, ...)
 #     only from package.elm-lang.org, which is not a registry this build
-#     reaches. A one-page stand-in (alertmanager-elm.html) takes its place
-#     and points to the new UI and the API.
+#     reaches. The new UI's alerts page is still a placeholder in this
+#     version, so a small page of ours (alertmanager-elm.html) takes the
+#     classic UI's place: it lists the alerts from /api/v2/alerts.
 #
 #   alertmanager.sh OUT   OUT is the binary to write
 # Environment: PODFLOW_CACHE, GO, ALERTMANAGER_VERSION (the module version).
@@ -40,8 +41,16 @@ echo ">> webui: npm install (Alertmanager ui/mantine-ui)"
 quiet install.log npm install --legacy-peer-deps --no-audit --no-fund --cache "$PODFLOW_CACHE/npm-cache"
 echo ">> webui: building Alertmanager's mantine UI (npm run build)"
 quiet build.log npm run build
+# ui/web.go serves HTML only compressed: brotli to a browser that takes
+# it, gzip otherwise, as the UI's own build writes them.
 mkdir -p "$src/ui/app/dist/elm/assets"
-cp "$here/alertmanager-elm.html" "$src/ui/app/dist/elm/index.html"
+node -e '
+  const fs = require("fs"), zlib = require("zlib");
+  const [src, dst] = process.argv.slice(1);
+  const html = fs.readFileSync(src);
+  fs.writeFileSync(dst + ".gz", zlib.gzipSync(html, { level: 9 }));
+  fs.writeFileSync(dst + ".br", zlib.brotliCompressSync(html));
+' "$here/alertmanager-elm.html" "$src/ui/app/dist/elm/index.html"
 
 echo ">> webui: go build ./cmd/alertmanager"
 cd "$src"
