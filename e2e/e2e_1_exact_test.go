@@ -126,8 +126,9 @@ func TestExactICMP(t *testing.T) {
 }
 
 // TestExactTCP compares podflow's counts of TCP connections with the
-// kernel's own count of the same packets (nftables counters at input and
-// postrouting of the reporting node): segmentation and ACKs are the
+// kernel's own count of the same packets as they arrive at each end
+// (nftables counters at the pods' input, after the node cut segmentation
+// offload super-packets into wire packets): segmentation and ACKs are the
 // kernel's business, equality is ours.
 func TestExactTCP(t *testing.T) {
 	s := sandbox(t)
@@ -152,7 +153,7 @@ func TestExactTCP(t *testing.T) {
 			if c.family == 6 {
 				a, b = src.IPv6, c.dst.IPv6
 			}
-			fc, err := s.Env.CountFlow(src.Node, a, b, "tcp")
+			fc, err := s.Env.CountFlow(src.NS, c.dst.NS, a, b, "tcp")
 			if err != nil {
 				t.Fatal(err)
 			}

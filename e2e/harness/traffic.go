@@ -174,12 +174,13 @@ func UDPBytes(dst netip.Addr, payload int) int {
 // ICMPBytes is the L3 size of one echo request or reply.
 func ICMPBytes(dst netip.Addr, payload int) int { return UDPBytes(dst, payload) }
 
-// FlowCounter counts, with the kernel's own nftables counters in a table the
-// harness owns on a node, the packets podflow should see for one pair: at
-// input and postrouting, as podflow's chains do.
+// FlowCounter counts, with the kernel's own nftables counters in tables the
+// harness owns in the two endpoints' namespaces, the packets of one pair
+// as they arrive: off the link, after the node cut any segmentation
+// offload super-packet into wire packets, which is what podflow counts.
 type FlowCounter struct {
-	node *Node
-	name string
+	src, dst *NetNS
+	name     string
 }
 
 // CountedFlow is what the kernel counted for a pair, per direction.
@@ -190,29 +191,28 @@ type CountedFlow struct {
 
 var counterTableSeq int
 
-// CountFlow installs counters for packets between a and b (either
-// direction) on node n.
-func (e *Env) CountFlow(n *Node, a, b netip.Addr, proto string) (*FlowCounter, error) {
+// CountFlow installs counters for the packets from a (in src) to b (in
+// dst) at dst's input, and for the way back at src's input.
+func (e *Env) CountFlow(src, dst *NetNS, a, b netip.Addr, proto string) (*FlowCounter, error) {
 	counterTableSeq++
 	name := fmt.Sprintf("pfe2e-count%d", counterTableSeq)
 	fam := "ip"
 	if a.Is6() {
 		fam = "ip6"
 	}
-	rule := func(chain, src, dst, dir string) string {
-		return fmt.Sprintf("add rule inet %s %s %s saddr %s %s daddr %s meta l4proto %s counter comment \"%s\"\n", name, chain, fam, src, fam, dst, proto, dir)
+	table := func(from, to netip.Addr, dir string) string {
+		return "table inet " + name + " {\n" +
+			"  chain input { type filter hook input priority 0; policy accept; }\n}\n" +
+			fmt.Sprintf("add rule inet %s input %s saddr %s %s daddr %s meta l4proto %s counter comment \"%s\"\n", name, fam, from, fam, to, proto, dir)
 	}
-	rs := "table inet " + name + " {\n" +
-		"  chain input { type filter hook input priority 0; policy accept; }\n" +
-		"  chain postrouting { type filter hook postrouting priority 0; policy accept; }\n}\n"
-	for _, ch := range []string{"input", "postrouting"} {
-		rs += rule(ch, a.String(), b.String(), "orig") + rule(ch, b.String(), a.String(), "reply")
-	}
-	if err := n.NS.Nft(rs); err != nil {
+	if err := dst.Nft(table(a, b, "orig")); err != nil {
 		return nil, err
 	}
-	fc := &FlowCounter{node: n, name: name}
+	fc := &FlowCounter{src: src, dst: dst, name: name}
 	e.AddCleanup(func() { _ = fc.Delete() })
+	if err := src.Nft(table(b, a, "reply")); err != nil {
+		return nil, err
+	}
 	return fc, nil
 }
 
@@ -220,27 +220,32 @@ var counterRE = regexp.MustCompile(`counter packets (\d+) bytes (\d+) comment "(
 
 // Read returns the counts so far.
 func (fc *FlowCounter) Read() (CountedFlow, error) {
-	out, err := fc.node.NS.Exec("nft", "list", "table", "inet", fc.name)
-	if err != nil {
-		return CountedFlow{}, err
-	}
 	var c CountedFlow
-	for _, m := range counterRE.FindAllStringSubmatch(out, -1) {
-		p, _ := strconv.Atoi(m[1])
-		b, _ := strconv.Atoi(m[2])
-		if m[3] == "orig" {
-			c.OrigPackets += p
-			c.OrigBytes += b
-		} else {
-			c.ReplyPackets += p
-			c.ReplyBytes += b
+	for _, ns := range []*NetNS{fc.dst, fc.src} {
+		out, err := ns.Exec("nft", "list", "table", "inet", fc.name)
+		if err != nil {
+			return CountedFlow{}, err
+		}
+		for _, m := range counterRE.FindAllStringSubmatch(out, -1) {
+			p, _ := strconv.Atoi(m[1])
+			b, _ := strconv.Atoi(m[2])
+			if m[3] == "orig" {
+				c.OrigPackets += p
+				c.OrigBytes += b
+			} else {
+				c.ReplyPackets += p
+				c.ReplyBytes += b
+			}
 		}
 	}
 	return c, nil
 }
 
-// Delete removes the counter table.
+// Delete removes the counter tables.
 func (fc *FlowCounter) Delete() error {
-	_, err := fc.node.NS.Exec("nft", "delete", "table", "inet", fc.name)
+	_, err := fc.dst.Exec("nft", "delete", "table", "inet", fc.name)
+	if _, serr := fc.src.Exec("nft", "delete", "table", "inet", fc.name); err == nil {
+		err = serr
+	}
 	return err
 }

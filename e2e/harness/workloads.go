@@ -266,6 +266,13 @@ func (e *Env) wirePod(p *Pod) error {
 	if err := n.NS.Sysctl("net.ipv4.conf."+p.ifname+".proxy_arp", "1"); err != nil {
 		return err
 	}
+	// No segmentation offload towards the pod: the node cuts every
+	// super-packet into wire packets before the pod receives them, so
+	// that the pod's own counters (CountFlow) see the wire, as a physical
+	// link would carry it.
+	if out, err := n.NS.Exec("ethtool", "-K", p.ifname, "tso", "off", "gso", "off"); err != nil {
+		return fmt.Errorf("ethtool(8), Debian package ethtool, -K %s: %w: %s", p.ifname, err, out)
+	}
 	for _, s := range [][]string{
 		{"addr", "add", "fe80::1/64", "dev", p.ifname, "nodad"},
 		{"link", "set", p.ifname, "up"},

@@ -136,6 +136,13 @@ func buildTopology(t *testing.T, ipv6 bool) *topology {
 	}
 	must(netnstest.Link(tp.node, "pfc0", addrs("10.99.1.1/24", "fd99:1::1/64"), tp.client, "eth0", addrs(clientV4+"/24", clientV6+"/64")))
 	must(netnstest.Link(tp.node, "pfs0", addrs("10.99.2.1/24", "fd99:2::1/64"), tp.server, "eth0", addrs(serverV4+"/24", serverV6+"/64")))
+	// The exact tests compare podflow with the kernel's own counters,
+	// which count a segmentation offload super-packet once: with offload
+	// off every packet is a wire packet. TestSegmentationOffload turns it
+	// on again.
+	for _, l := range tp.links() {
+		setOffload(t, l.ns, l.ifc, "tso", "off", "gso", "off", "gro", "off")
+	}
 	tp.node.MustRun(t, "sysctl", "-qw", "net.ipv4.ip_forward=1")
 	if ipv6 {
 		tp.node.MustRun(t, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
@@ -155,6 +162,25 @@ func buildTopology(t *testing.T, ipv6 bool) *topology {
 		t.Logf("no conntrack in the node namespace (%v: %s); podflow orients by packet heuristics", err, out)
 	}
 	return tp
+}
+
+type link struct {
+	ns  *netnstest.NS
+	ifc string
+}
+
+// links returns both ends of the topology's two veth pairs.
+func (tp *topology) links() []link {
+	return []link{{tp.node, "pfc0"}, {tp.client, "eth0"}, {tp.node, "pfs0"}, {tp.server, "eth0"}}
+}
+
+// setOffload sets offload features of ifc in ns (ethtool -K).
+func setOffload(t *testing.T, ns *netnstest.NS, ifc string, features ...string) {
+	t.Helper()
+	if _, err := exec.LookPath("ethtool"); err != nil {
+		t.Fatal("ethtool(8) is needed to set the veths' segmentation offload (Debian package ethtool)")
+	}
+	ns.MustRun(t, append([]string{"ethtool", "-K", ifc}, features...)...)
 }
 
 func nftApply(ns *netnstest.NS, ruleset string) (string, error) {

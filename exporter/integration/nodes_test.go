@@ -3,6 +3,7 @@
 package integration
 
 import (
+	"maps"
 	"net"
 	"strconv"
 	"testing"
@@ -59,6 +60,10 @@ func TestEachConnectionReportedOnce(t *testing.T) {
 		if err := netnstest.Link(l.a, l.aIf, []string{l.aA}, l.b, l.bIf, []string{l.bA}); err != nil {
 			t.Fatal(err)
 		}
+		// Wire packets all the way, so that both nodes log each one
+		// (see buildTopology).
+		setOffload(t, l.a, l.aIf, "tso", "off", "gso", "off", "gro", "off")
+		setOffload(t, l.b, l.bIf, "tso", "off", "gso", "off", "gro", "off")
 	}
 	nodeA.MustRun(t, "sysctl", "-qw", "net.ipv4.ip_forward=1")
 	nodeB.MustRun(t, "sysctl", "-qw", "net.ipv4.ip_forward=1")
@@ -68,6 +73,9 @@ func TestEachConnectionReportedOnce(t *testing.T) {
 	server.MustRun(t, "ip", "route", "add", "default", "via", "10.99.2.1")
 	client.MustRun(t, "ping", "-n", "-q", "-c", "1", serverV4) // resolve neighbours first
 	if out, err := nftApply(client, kernelCounters); err != nil {
+		t.Fatalf("loading the test's counters: %v: %s", err, out)
+	}
+	if out, err := nftApply(server, serverCounters); err != nil {
 		t.Fatalf("loading the test's counters: %v: %s", err, out)
 	}
 
@@ -83,6 +91,7 @@ func TestEachConnectionReportedOnce(t *testing.T) {
 	}
 	client.MustRun(t, "ping", "-n", "-q", "-c", "3", "-i", "0.2", serverV4)
 	kernel := readKernelCounters(t, client)
+	maps.Copy(kernel, readKernelCounters(t, server))
 
 	pair := func(port int, proto, dir string) map[string]string {
 		m := labels(port, proto, dir)

@@ -50,6 +50,9 @@ func TestTwoNodes(t *testing.T) {
 	if out, err := nftApply(tn.a, twonodeKernelCounters); err != nil {
 		t.Fatalf("loading the test's counters: %v: %s", err, out)
 	}
+	if out, err := nftApply(tn.c, twonodeServerCounters); err != nil {
+		t.Fatalf("loading the test's counters: %v: %s", err, out)
+	}
 
 	d1 := twonodeStart(t, tn.n1, "n1", kubeconfig)
 	d2 := twonodeStart(t, tn.n2, "n2", kubeconfig)
@@ -81,6 +84,7 @@ func TestTwoNodes(t *testing.T) {
 	tn.n2.MustRun(t, "ping", "-4", "-n", "-q", "-c", "2", "-i", "0.2", "-s", "56", twonodeA)
 
 	kernel := readTwonodeCounters(t, tn.a)
+	maps.Copy(kernel, readTwonodeCounters(t, tn.c))
 	client, cache, sink, node2 := twonodeClient, twonodeCache, twonodeSink, twonodeNode2
 	type flowWant struct {
 		name     string
@@ -307,12 +311,14 @@ const (
 	twonodeC = "10.244.2.2" // gamma/sink-0, on n2
 )
 
-// twonodeKernelCounters counts what pod A exchanges with pod C over TCP.
-const twonodeKernelCounters = `table inet pfkube_count {
+// twonodeKernelCounters counts what pod A exchanges with pod C over TCP,
+// as it arrives: pod A's stack hands its link super-packets, which the
+// nodes cut into wire packets on their way to a pod.
+const (
+	twonodeKernelCounters = `table inet pfkube_count {
  chain out {
   type filter hook output priority 0; policy accept;
   ip daddr 10.244.2.2 tcp dport 7000 tcp flags & (syn | ack) == syn counter comment "tcp-syn"
-  ip daddr 10.244.2.2 tcp dport 7000 counter comment "tcp-original"
  }
  chain in {
   type filter hook input priority 0; policy accept;
@@ -320,6 +326,14 @@ const twonodeKernelCounters = `table inet pfkube_count {
  }
 }
 `
+	twonodeServerCounters = `table inet pfkube_count {
+ chain in {
+  type filter hook input priority 0; policy accept;
+  ip saddr 10.244.1.2 tcp dport 7000 counter comment "tcp-original"
+ }
+}
+`
+)
 
 func readTwonodeCounters(t *testing.T, ns *netnstest.NS) map[string]count {
 	t.Helper()
@@ -398,6 +412,10 @@ func twonodeTopology(t *testing.T) *twonodeNet {
 	must(netnstest.Link(tn.n1, "pfk-a", []string{"10.244.1.1/30"}, tn.a, "eth0", []string{twonodeA + "/30"}))
 	must(netnstest.Link(tn.n1, "pfk-b", []string{"10.244.1.5/30"}, tn.b, "eth0", []string{twonodeB + "/30"}))
 	must(netnstest.Link(tn.n2, "pfk-c", []string{"10.244.2.1/30"}, tn.c, "eth0", []string{twonodeC + "/30"}))
+	// The nodes send wire packets to their pods (see twonodeKernelCounters).
+	setOffload(t, tn.n1, "pfk-a", "tso", "off", "gso", "off")
+	setOffload(t, tn.n1, "pfk-b", "tso", "off", "gso", "off")
+	setOffload(t, tn.n2, "pfk-c", "tso", "off", "gso", "off")
 	tn.a.MustRun(t, "ip", "route", "add", "default", "via", "10.244.1.1")
 	tn.b.MustRun(t, "ip", "route", "add", "default", "via", "10.244.1.5")
 	tn.c.MustRun(t, "ip", "route", "add", "default", "via", "10.244.2.1")

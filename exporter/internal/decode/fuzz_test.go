@@ -36,6 +36,10 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("accepted family %d", family)
 		case !p.Proto.HasPorts() && (p.SrcPort != 0 || p.DstPort != 0):
 			t.Fatalf("ports on %v: %+v", p.Proto, p)
+		case uint32(p.HeaderLen) > p.Length || p.HeaderLen < ipv4MinHeader:
+			t.Fatalf("header length %d of a %d-byte packet", p.HeaderLen, p.Length)
+		case p.BigTCP && p.Proto != flow.ProtoTCP:
+			t.Fatalf("BIG TCP on %v", p.Proto)
 		}
 	})
 }

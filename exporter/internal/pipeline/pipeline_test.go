@@ -178,17 +178,24 @@ func TestHandleAllocatesNothing(t *testing.T) {
 // BenchmarkPipeline is the per-packet cost of decode, orient, hand-off,
 // attribution and aggregation.
 func BenchmarkPipeline(b *testing.B) {
-	p, _ := newPipeline(b, Config{})
-	recs := []*flow.Record{request(100), response(1500)}
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		p.Handle(recs[i&1])
-		i++
-		if len(p.queue) > 0 {
-			p.process(<-p.queue)
+	run := func(b *testing.B, cfg Config, recs ...*flow.Record) {
+		p, _ := newPipeline(b, cfg)
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			p.Handle(recs[i%len(recs)])
+			i++
+			if len(p.queue) > 0 {
+				p.process(<-p.queue)
+			}
 		}
 	}
+	b.Run("small", func(b *testing.B) { run(b, Config{}, request(100), response(1500)) })
+	// With the MTUs known, as in production, and one in three packets a
+	// TSO super-packet.
+	b.Run("offload", func(b *testing.B) {
+		run(b, Config{MTUs: linkMTU(1500)}, request(100), response(1500), &flow.Record{Payload: tcp4(20000), Family: unix.AF_INET, OutIf: 3})
+	})
 }
 
 func TestDropsUntilSynced(t *testing.T) {
