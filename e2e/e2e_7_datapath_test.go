@@ -86,6 +86,9 @@ type flow struct {
 	to       netip.AddrPort
 	src, dst *harness.Workload
 	svc      *harness.Service
+	// port is the destination_port podflow reports: the Service's
+	// target port unless set.
+	port int
 	// nodes the packets cross: when two, the one that does not report
 	// must count them all as other_node_reports.
 	crosses int
@@ -115,7 +118,10 @@ func (d *dataPath) run(t *testing.T, f flow) {
 		t.Fatal(err)
 	}
 	size := harness.UDPBytes(f.to.Addr(), payload)
-	port := int(f.svc.TargetPort)
+	port := f.port
+	if port == 0 {
+		port = int(f.svc.TargetPort)
+	}
 	if !expectPairWithin(t, e, 30*time.Second, 3*time.Second, f.src, f.dst, port, "UDP", count, count*size, count, count*size, 1) {
 		return
 	}
@@ -180,6 +186,11 @@ func TestDataPathClusterIP(t *testing.T) {
 		d.run(t, flow{from: p.NS, to: netip.AddrPortFrom(svc.ClusterIP(4), uint16(svc.Port)),
 			src: nodeWorkload(n1), dst: d.api.Workload, svc: svc, crosses: 2})
 	})
+	t.Run("pod-same-node", func(t *testing.T) {
+		svc := d.service(t, d.web, corev1.ServiceTypeClusterIP, "", nil)
+		d.run(t, flow{from: frontend.NS, to: netip.AddrPortFrom(svc.ClusterIP(4), uint16(svc.Port)),
+			src: frontend.Workload, dst: d.web.Workload, svc: svc, crosses: 1})
+	})
 	t.Run("node-process", func(t *testing.T) {
 		svc := d.service(t, d.web, corev1.ServiceTypeClusterIP, "", nil)
 		d.run(t, flow{from: n2.NS, to: netip.AddrPortFrom(svc.ClusterIP(4), uint16(svc.Port)),
@@ -222,10 +233,11 @@ func dataPathFromOutside(t *testing.T, typ corev1.ServiceType) {
 		crosses int
 	}{
 		{corev1.ServiceExternalTrafficPolicyCluster, n2, 2},
+		{corev1.ServiceExternalTrafficPolicyCluster, n1, 1},
 		{corev1.ServiceExternalTrafficPolicyLocal, n1, 1},
 	} {
 		for _, fam := range []int{4, 6} {
-			t.Run(fmt.Sprintf("%s-v%d", c.policy, fam), func(t *testing.T) {
+			t.Run(fmt.Sprintf("%s-via-%s-v%d", c.policy, c.via.Name, fam), func(t *testing.T) {
 				var to netip.AddrPort
 				if typ == corev1.ServiceTypeLoadBalancer {
 					svc := d.service(t, d.web, typ, c.policy, c.via)
@@ -243,6 +255,23 @@ func dataPathFromOutside(t *testing.T, typ corev1.ServiceType) {
 			})
 		}
 	}
+	// A pod as the client: kube-proxy on its own node translates a load
+	// balancer address like a ClusterIP; another node's NodePort is that
+	// node's, translated and masqueraded there.
+	frontend := d.s.Pod("shop/frontend")
+	if typ == corev1.ServiceTypeLoadBalancer {
+		t.Run("pod", func(t *testing.T) {
+			svc := d.service(t, d.api, typ, corev1.ServiceExternalTrafficPolicyCluster, n1)
+			d.run(t, flow{from: frontend.NS, to: netip.AddrPortFrom(svc.LoadBalancerIP(4), uint16(svc.Port)),
+				src: frontend.Workload, dst: d.api.Workload, svc: svc, crosses: 2})
+		})
+		return
+	}
+	t.Run("pod-to-other-node", func(t *testing.T) {
+		svc := d.service(t, d.web, typ, corev1.ServiceExternalTrafficPolicyCluster, nil)
+		d.run(t, flow{from: frontend.NS, to: netip.AddrPortFrom(n2.IPv4, uint16(svc.NodePort)),
+			src: frontend.Workload, dst: nodeWorkload(n2), svc: svc, port: int(svc.NodePort), crosses: 2})
+	})
 }
 
 // TestDataPathNoEndpoint: a Service whose selector matches no ready pod
