@@ -71,6 +71,7 @@ func consume(args []string) int {
 	qthresh := fs.Uint("qthresh", 16, "queue threshold")
 	rcvbuf := fs.Int("rcvbuf", 8<<20, "socket receive buffer")
 	services := fs.Bool("services", false, "name Services from first packets logged before DNAT (natinfo), with the destination_service label")
+	ctget := fs.Bool("ctget", false, "look each translated connection up in conntrack over ctnetlink at its first packet (the alternative design, for its cost)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -104,7 +105,16 @@ func consume(args []string) int {
 		cfg.QueueThreshold = qt
 		cfg.ReadBuffer = *rcvbuf
 		r := capture.New(cfg, nil)
-		go func() { _ = r.Run(ctx, pipe) }()
+		var h capture.Handler = pipe
+		var getter *ctGetter
+		if *ctget {
+			if getter, err = newCTGetter(pipe); err != nil {
+				fmt.Fprintln(os.Stderr, "consume:", err)
+				return 1
+			}
+			h = getter
+		}
+		go func() { _ = r.Run(ctx, h) }()
 		for !r.Stats().Bound {
 			time.Sleep(10 * time.Millisecond)
 		}
@@ -119,6 +129,9 @@ func consume(args []string) int {
 				if series[i].Key.DstService != "" {
 					named += n
 				}
+			}
+			if getter != nil {
+				named = getter.named.Load() // connections conntrack named
 			}
 			return report{Received: s.Received, Counted: counted, Named: named, Lost: s.Lost, Overruns: s.Overruns, QueueFull: pipe.Stats().QueueFull}
 		}

@@ -50,7 +50,7 @@ func run(args []string) int {
 	smoke := fs.Uint64("smoke", 0, "instead of measuring, send this many packets at a trivially low rate and check podflow counts each once")
 	services := fs.String("services", "1000,10000", "rates of new connections per second at which to measure Service naming without the conntrack glue; empty skips it")
 	servicePkts := fs.Int("service-packets", 20000, "packets per second of established connections at which to measure Service naming")
-	servicesSmoke := fs.Int("services-smoke", 0, "instead of measuring, open this many connections to a translated Service at a trivially low rate and check each is counted once, under its Service")
+	servicesSmoke := fs.Uint64("services-smoke", 0, "instead of measuring, open this many connections to a translated Service at a trivially low rate and check each is counted once, under its Service")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}

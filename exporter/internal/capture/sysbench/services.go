@@ -22,14 +22,20 @@ const serviceNAT = `table ip pfbsnat {
  }
 }`
 
-// naming is one measurement of Service naming: CPU of the consumer with
-// naming off (no pre-DNAT chains, no natinfo) and on.
+// naming is one measurement of Service naming: the consumer with naming
+// off (no pre-DNAT chains, no natinfo), with the pre-DNAT log, and (for
+// new connections) with a ctnetlink lookup per connection instead.
 type naming struct {
-	what               string
-	rate               int
-	units              string
-	off, on            point
-	offPerUnit, onUnit float64
+	what    string
+	rate    int
+	units   string
+	off     point
+	designs []design
+}
+
+type design struct {
+	name string
+	pt   point
 }
 
 // services measures what naming Services costs where NFLOG carries no
@@ -49,8 +55,9 @@ func (b *bench) services(connRates []string, pktRate int, d time.Duration) error
 		if err != nil {
 			return fmt.Errorf("connection rate %q: %w", r, err)
 		}
-		// Two seconds of new connections: each takes a source port.
-		n, err := b.namingPair(rate, 2*time.Second, true)
+		// One second of new connections: each takes a source port of
+		// its own, for each of the three designs.
+		n, err := b.namingPair(rate, time.Second, true)
 		if err != nil {
 			return err
 		}
@@ -64,21 +71,20 @@ func (b *bench) services(connRates []string, pktRate int, d time.Duration) error
 	n.what, n.units = "packets of 64 established connections", "packet"
 	rows = append(rows, n)
 
-	fmt.Printf("\nService naming without the conntrack glue: every packet goes to %s and is translated to the sink; "+
-		"naming off (no pre-DNAT chains) and on (first packets logged before DNAT, joined by natinfo)\n", benchService)
+	fmt.Printf("\nService naming without the conntrack glue: every packet goes to %s and is translated to the sink; naming off "+
+		"(no pre-DNAT chains), log (first packets logged before DNAT, joined by natinfo), ctnetlink (a conntrack lookup by reply tuple per new connection)\n", benchService)
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "traffic\trate /s\tnaming\tforwarded\treceived\tcounted\tseq lost\tCPU µs per unit\tCPU % of a core\textra µs per unit\t")
-	for _, n := range rows {
-		for _, p := range []struct {
-			name string
-			pt   point
-		}{{"off", n.off}, {"on", n.on}} {
-			extra := ""
-			if p.name == "on" {
-				extra = fmt.Sprintf("%.2f per %s", perUnit(n.on)-perUnit(n.off), n.units)
-			}
-			fmt.Fprintf(w, "%s\t%d\t%s\t%d\t%d\t%d\t%d\t%.2f\t%.1f\t%s\t\n", n.what, n.rate, p.name, p.pt.forwarded, p.pt.received, p.pt.counted,
-				p.pt.lost, perUnit(p.pt), 100*float64(p.pt.cpuMicros)/float64(max(p.pt.wall.Microseconds(), 1)), extra)
+	fmt.Fprintln(w, "traffic\trate /s\tnaming\tforwarded\treceived\tcounted\tnamed\tseq lost\tCPU µs per unit\tCPU % of a core\textra µs per unit\t")
+	for i := range rows {
+		n := &rows[i]
+		row := func(name string, p *point, extra string) {
+			fmt.Fprintf(w, "%s\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t%.2f\t%.1f\t%s\t\n", n.what, n.rate, name, p.forwarded, p.received, p.counted, p.named,
+				p.lost, perUnit(p), 100*float64(p.cpuMicros)/float64(max(p.wall.Microseconds(), 1)), extra)
+		}
+		row("off", &n.off, "")
+		for j := range n.designs {
+			d := &n.designs[j]
+			row(d.name, &d.pt, fmt.Sprintf("%.2f per %s", perUnit(&d.pt)-perUnit(&n.off), n.units))
 		}
 	}
 	return w.Flush()
@@ -86,36 +92,47 @@ func (b *bench) services(connRates []string, pktRate int, d time.Duration) error
 
 // perUnit is the consumer's CPU per forwarded packet (one per connection
 // in the new-connection runs).
-func perUnit(p point) float64 { return float64(p.cpuMicros) / float64(max(p.forwarded, 1)) }
+func perUnit(p *point) float64 { return float64(p.cpuMicros) / float64(max(p.forwarded, 1)) }
 
-// namingPair measures one rate with naming off, then on.
+// namingPair measures one rate with naming off, then with each design.
 func (b *bench) namingPair(rate int, d time.Duration, newConns bool) (naming, error) {
 	n := naming{rate: rate}
-	for _, on := range []bool{false, true} {
+	variants := []struct {
+		name    string
+		preDNAT bool
+		flag    string
+	}{{"off", false, ""}, {"log", true, "-services"}}
+	if newConns {
+		variants = append(variants, struct {
+			name    string
+			preDNAT bool
+			flag    string
+		}{"ctnetlink", false, "-ctget"})
+	}
+	for _, v := range variants {
 		cfg := nft.DefaultConfig()
-		cfg.Group, cfg.NetNS, cfg.PreDNAT = group, b.rt.FD, on
-		table := nft.New(cfg, nil)
-		if err := table.Install(); err != nil {
+		cfg.Group, cfg.NetNS, cfg.PreDNAT = group, b.rt.FD, v.preDNAT
+		if err := nft.New(cfg, nil).Install(); err != nil {
 			return n, err
 		}
-		p, err := b.namingRun(rate, d, newConns, on)
+		p, err := b.namingRun(rate, d, newConns, v.flag)
 		if err != nil {
 			return n, err
 		}
-		fmt.Fprintf(os.Stderr, "  naming %v, %d/s (new connections: %v): forwarded %d, counted %d\n", on, rate, newConns, p.forwarded, p.counted)
-		if on {
-			n.on = p
-		} else {
+		fmt.Fprintf(os.Stderr, "  naming %s, %d/s (new connections: %v): forwarded %d, counted %d, named %d\n", v.name, rate, newConns, p.forwarded, p.counted, p.named)
+		if v.name == "off" {
 			n.off = p
+		} else {
+			n.designs = append(n.designs, design{v.name, p})
 		}
 	}
 	return n, nil
 }
 
-func (b *bench) namingRun(rate int, d time.Duration, newConns, on bool) (point, error) {
+func (b *bench) namingRun(rate int, d time.Duration, newConns bool, flag string) (point, error) {
 	args := []string{"consume", "-mode", "podflow", "-group", strconv.Itoa(group), "-rcvbuf", strconv.Itoa(8 << 20)}
-	if on {
-		args = append(args, "-services")
+	if flag != "" {
+		args = append(args, flag)
 	}
 	genArgs := []string{"gen", "-dst", benchService, "-rate", strconv.Itoa(rate), "-count", strconv.Itoa(int(float64(rate) * d.Seconds())), "-duration", (2 * d).String()}
 	if newConns {
@@ -140,7 +157,7 @@ func (b *bench) translate() (undo func(), err error) {
 // servicesSmoke opens n connections to benchService at a trivially low
 // rate with naming on, and checks that each one's packet was logged twice
 // (before and after DNAT), counted once, and counted under its Service.
-func (b *bench) servicesSmoke(n int) error {
+func (b *bench) servicesSmoke(n uint64) error {
 	undo, err := b.translate()
 	if err != nil {
 		return err
@@ -151,11 +168,11 @@ func (b *bench) servicesSmoke(n int) error {
 	if err := nft.New(cfg, nil).Install(); err != nil {
 		return err
 	}
-	p, err := b.namingRun(500, time.Duration(n)*time.Second/500, true, true)
+	p, err := b.namingRun(500, time.Duration(min(n, 1<<20))*time.Second/500, true, "-services") //nolint:gosec // bounded
 	if err != nil {
 		return err
 	}
-	want := uint64(n)
+	want := n
 	if p.forwarded != want || p.received != 2*want || p.counted != want || p.named != want || p.lost != 0 {
 		return fmt.Errorf("%d connections: forwarded %d, received %d, counted %d, named %d, lost %d; want %d, %d, %d, %d, 0",
 			n, p.forwarded, p.received, p.counted, p.named, p.lost, want, 2*want, want, want)
