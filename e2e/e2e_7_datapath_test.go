@@ -2,8 +2,11 @@ package e2e_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,7 +22,10 @@ type dataPath struct {
 	out      *harness.Outside
 	web, api *harness.Pod // edge/web on node-1, edge/api on node-2
 	port     int32        // next free Service port
-	meters   map[string]*harness.IgnoredMeter
+	// sentToNobody is what reached podflow's hooks for the Service
+	// without endpoints so far (both families share its series).
+	sentToNobody int
+	meters       map[string]*harness.IgnoredMeter
 }
 
 var dp *dataPath
@@ -86,6 +92,9 @@ type flow struct {
 	to       netip.AddrPort
 	src, dst *harness.Workload
 	svc      *harness.Service
+	// port is the destination_port podflow reports: the Service's
+	// target port unless set.
+	port int
 	// nodes the packets cross: when two, the one that does not report
 	// must count them all as other_node_reports.
 	crosses int
@@ -100,14 +109,21 @@ func (d *dataPath) run(t *testing.T, f flow) {
 	t.Helper()
 	ctx := context.Background()
 	e := d.s.Env
-	bases := map[string]int{}
+	bases := make([]int, len(d.s.Nodes))
 	if f.crosses == 2 {
-		for _, n := range d.s.Nodes {
-			v, err := d.meters[n.Name].Mark(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			bases[n.Name] = v
+		// Both at once: each takes a few seconds to settle.
+		errs := make([]error, len(d.s.Nodes))
+		var wg sync.WaitGroup
+		for i, n := range d.s.Nodes {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				bases[i], errs[i] = d.meters[n.Name].Mark(ctx)
+			}()
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			t.Fatal(err)
 		}
 	}
 	const count, payload = 10, 100
@@ -115,7 +131,10 @@ func (d *dataPath) run(t *testing.T, f flow) {
 		t.Fatal(err)
 	}
 	size := harness.UDPBytes(f.to.Addr(), payload)
-	port := int(f.svc.TargetPort)
+	port := f.port
+	if port == 0 {
+		port = int(f.svc.TargetPort)
+	}
 	if !expectPairWithin(t, e, 30*time.Second, 3*time.Second, f.src, f.dst, port, "UDP", count, count*size, count, count*size, 1) {
 		return
 	}
@@ -134,11 +153,11 @@ func (d *dataPath) run(t *testing.T, f flow) {
 		t.Fatalf("reporting node: %v %v", samples, err)
 	}
 	reporter := samples[0].Metric["node"]
-	for _, n := range d.s.Nodes {
+	for i, n := range d.s.Nodes {
 		if n.Name == reporter {
 			continue
 		}
-		if err := d.meters[n.Name].WaitDelta(ctx, bases[n.Name], 2*count, 20*time.Second); err != nil {
+		if err := d.meters[n.Name].WaitDelta(ctx, bases[i], 2*count, 30*time.Second); err != nil {
 			t.Errorf("%v (%s reported the %d packets)", err, reporter, 2*count)
 		}
 	}
@@ -179,6 +198,11 @@ func TestDataPathClusterIP(t *testing.T) {
 		svc := d.service(t, d.api, corev1.ServiceTypeClusterIP, "", nil)
 		d.run(t, flow{from: p.NS, to: netip.AddrPortFrom(svc.ClusterIP(4), uint16(svc.Port)),
 			src: nodeWorkload(n1), dst: d.api.Workload, svc: svc, crosses: 2})
+	})
+	t.Run("pod-same-node", func(t *testing.T) {
+		svc := d.service(t, d.web, corev1.ServiceTypeClusterIP, "", nil)
+		d.run(t, flow{from: frontend.NS, to: netip.AddrPortFrom(svc.ClusterIP(4), uint16(svc.Port)),
+			src: frontend.Workload, dst: d.web.Workload, svc: svc, crosses: 1})
 	})
 	t.Run("node-process", func(t *testing.T) {
 		svc := d.service(t, d.web, corev1.ServiceTypeClusterIP, "", nil)
@@ -222,10 +246,11 @@ func dataPathFromOutside(t *testing.T, typ corev1.ServiceType) {
 		crosses int
 	}{
 		{corev1.ServiceExternalTrafficPolicyCluster, n2, 2},
+		{corev1.ServiceExternalTrafficPolicyCluster, n1, 1},
 		{corev1.ServiceExternalTrafficPolicyLocal, n1, 1},
 	} {
 		for _, fam := range []int{4, 6} {
-			t.Run(fmt.Sprintf("%s-v%d", c.policy, fam), func(t *testing.T) {
+			t.Run(fmt.Sprintf("%s-via-%s-v%d", c.policy, c.via.Name, fam), func(t *testing.T) {
 				var to netip.AddrPort
 				if typ == corev1.ServiceTypeLoadBalancer {
 					svc := d.service(t, d.web, typ, c.policy, c.via)
@@ -243,11 +268,30 @@ func dataPathFromOutside(t *testing.T, typ corev1.ServiceType) {
 			})
 		}
 	}
+	// A pod as the client: kube-proxy on its own node translates a load
+	// balancer address like a ClusterIP; another node's NodePort is that
+	// node's, translated and masqueraded there.
+	frontend := d.s.Pod("shop/frontend")
+	if typ == corev1.ServiceTypeLoadBalancer {
+		t.Run("pod", func(t *testing.T) {
+			svc := d.service(t, d.api, typ, corev1.ServiceExternalTrafficPolicyCluster, n1)
+			d.run(t, flow{from: frontend.NS, to: netip.AddrPortFrom(svc.LoadBalancerIP(4), uint16(svc.Port)),
+				src: frontend.Workload, dst: d.api.Workload, svc: svc, crosses: 2})
+		})
+		return
+	}
+	t.Run("pod-to-other-node", func(t *testing.T) {
+		svc := d.service(t, d.web, typ, corev1.ServiceExternalTrafficPolicyCluster, nil)
+		d.run(t, flow{from: frontend.NS, to: netip.AddrPortFrom(n2.IPv4, uint16(svc.NodePort)),
+			src: frontend.Workload, dst: nodeWorkload(n2), svc: svc, port: int(svc.NodePort), crosses: 2})
+	})
 }
 
-// TestDataPathNoEndpoint: a Service whose selector matches no ready pod
-// is not translated; kube-proxy rejects its traffic on the client's node.
-// The destination is the Service itself, counted once.
+// TestDataPathNoEndpoint: a Service whose selector matches no ready pod.
+// kube-proxy on the client's node rejects its traffic (the client's
+// socket is refused). podflow counts exactly what reached its hooks, as
+// the kernel counts it there: a destination of kind Service if anything,
+// never a backend or an Unknown.
 func TestDataPathNoEndpoint(t *testing.T) {
 	d := dataPathCluster(t)
 	ctx := context.Background()
@@ -259,25 +303,44 @@ func TestDataPathNoEndpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	frontend := s.Pod("shop/frontend")
+	dst := &harness.Workload{Namespace: "edge", Name: "nobody", Kind: "Service"}
 	const count, payload = 3, 60
 	for _, fam := range []int{4, 6} {
-		// No echo: nothing answers but the node's rejection.
-		if err := harness.SendUDP(ctx, frontend.NS, netip.AddrPortFrom(svc.ClusterIP(fam), uint16(svc.Port)), count, payload, false); err != nil {
-			t.Fatal(err)
-		}
-	}
-	dst := &harness.Workload{Namespace: "edge", Name: "nobody", Kind: "Service"}
-	want := count*harness.UDPBytes(svc.ClusterIP(4), payload) + count*harness.UDPBytes(svc.ClusterIP(6), payload)
-	for _, c := range []struct {
-		metric string
-		want   int
-	}{{"podflow_packets_total", 2 * count}, {"podflow_bytes_total", want}} {
-		if _, err := e.WaitValue(ctx, pairQuery(c.metric, frontend.Workload, dst, int(svc.Port), "UDP", "original"), float64(c.want), 20*time.Second); err != nil {
-			t.Error(err)
-		}
-	}
-	q := "count(count by (node) (" + pairSel("podflow_packets_total", frontend.Workload, dst, int(svc.Port), "UDP", "original") + "))"
-	if v, _, err := e.QueryValue(ctx, q); err != nil || v != 1 {
-		t.Errorf("%s = %v (%v), want 1 reporting node", q, v, err)
+		t.Run(fmt.Sprintf("v%d", fam), func(t *testing.T) {
+			src, vip := frontend.IPv4, svc.ClusterIP(fam)
+			if fam == 6 {
+				src = frontend.IPv6
+			}
+			fc, err := e.CountFlow(frontend.Node, src, vip, "udp")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i < count; i++ {
+				// One socket per datagram: the rejection refuses the next
+				// write on a connected socket.
+				err := harness.SendUDP(ctx, frontend.NS, netip.AddrPortFrom(vip, uint16(svc.Port)), 1, payload, true)
+				if err == nil || !strings.Contains(err.Error(), "refused") {
+					t.Fatalf("datagram to a Service without endpoints: %v, want connection refused", err)
+				}
+			}
+			k, err := fc.Read()
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("kernel counted at podflow's hooks: %+v", k)
+			time.Sleep(5 * time.Second) // two scrapes
+			if k.OrigPackets > 0 {
+				expectPairWithin(t, e, 30*time.Second, 3*time.Second, frontend.Workload, dst, int(svc.Port), "UDP", k.OrigPackets, k.OrigBytes, 0, 0, 0)
+			}
+			q := fmt.Sprintf(`count(podflow_packets_total{source_workload="frontend",destination_port="%d",destination_kind!="Service"})`, svc.Port)
+			if v, ok, err := e.QueryValue(ctx, q); err != nil || ok {
+				t.Errorf("%s = %v %v %v: the rejected traffic was named otherwise than its Service", q, v, ok, err)
+			}
+			q = fmt.Sprintf(`sum(podflow_packets_total{source_workload="frontend",destination_port="%d",destination_kind="Service"}) or vector(0)`, svc.Port)
+			if _, err := e.WaitValue(ctx, q, float64(d.sentToNobody+k.OrigPackets), 3*time.Second); err != nil {
+				t.Error(err)
+			}
+			d.sentToNobody += k.OrigPackets
+		})
 	}
 }

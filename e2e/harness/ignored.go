@@ -99,20 +99,26 @@ func (m *IgnoredMeter) read(ctx context.Context) (int, error) {
 	return 0, fmt.Errorf("podflow on %s: scrapes never paused", m.node.Name)
 }
 
-// Settled returns the net value once it holds still (podflow has drained
-// what the kernel logged).
+// Settled returns the net value once it has held still for settleFor:
+// longer than the scrape interval, so that podflow has drained what the
+// kernel logged even on a machine so busy that podflow runs seconds
+// behind the kernel's counters.
 func (m *IgnoredMeter) Settled(ctx context.Context) (int, error) {
-	last := -1
-	for i := 0; i < 40; i++ {
+	const settleFor = 5 * time.Second
+	deadline := time.Now().Add(60 * time.Second)
+	last, since := 0, time.Time{}
+	for time.Now().Before(deadline) {
 		v, err := m.read(ctx)
 		if err != nil {
 			return 0, err
 		}
-		if v == last {
+		switch {
+		case since.IsZero() || v != last:
+			last, since = v, time.Now()
+		case time.Since(since) >= settleFor:
 			return v, nil
 		}
-		last = v
-		time.Sleep(400 * time.Millisecond)
+		time.Sleep(500 * time.Millisecond)
 	}
 	return 0, fmt.Errorf("podflow on %s: other_node_reports never settled", m.node.Name)
 }
@@ -170,7 +176,6 @@ func (m *IgnoredMeter) WaitDelta(ctx context.Context, base, want int, timeout ti
 		got = v - base
 		if got == want {
 			// Hold: no more packets may arrive after the expected ones.
-			time.Sleep(time.Second)
 			v, err = m.Settled(ctx)
 			if err != nil {
 				return err

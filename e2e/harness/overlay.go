@@ -25,7 +25,7 @@ const (
 	vxlanPort = "8472"
 	vxlanMTU  = 1450
 	// overlayNATTable is the harness' stand-in for flannel's masquerade
-	// rules (family inet, one per node).
+	// rules (families ip and ip6, on every node).
 	overlayNATTable = "pfe2e-flannel"
 )
 
@@ -102,10 +102,16 @@ func (e *Env) connectOverlay(n *Node) error {
 	}
 	// Pod traffic to anywhere outside the cluster leaves with the node's
 	// address (flannel's ip-masq): the fabric cannot route replies to pods.
-	return n.NS.Nft(fmt.Sprintf(`table inet %[1]s {
+	// One table per family, as flannel's iptables and ip6tables rules are.
+	return n.NS.Nft(fmt.Sprintf(`table ip %[1]s {
   chain postrouting {
     type nat hook postrouting priority srcnat + 10; policy accept;
     ip saddr 10.251.0.0/16 ip daddr != 10.251.0.0/16 oifname "eth0" masquerade
+  }
+}
+table ip6 %[1]s {
+  chain postrouting {
+    type nat hook postrouting priority srcnat + 10; policy accept;
     ip6 saddr fd00:251::/48 ip6 daddr != fd00:251::/48 oifname "eth0" masquerade
   }
 }
