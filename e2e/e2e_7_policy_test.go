@@ -35,8 +35,9 @@ func policyTool(t *testing.T) string {
 	return bin
 }
 
-// adminPolicyCRDs is the standard CRD folder of the network-policy-api module
-// the policy module pins, from the module cache.
+// adminPolicyCRDs is the experimental CRD folder of the network-policy-api
+// module the policy module pins, from the module cache: the denylist
+// guardrail's networks peer is in the experimental channel.
 func adminPolicyCRDs(t *testing.T) string {
 	t.Helper()
 	cmd := exec.Command("go", "list", "-m", "-json", "sigs.k8s.io/network-policy-api")
@@ -49,7 +50,7 @@ func adminPolicyCRDs(t *testing.T) string {
 	if err := json.Unmarshal(out, &m); err != nil || m.Dir == "" {
 		t.Fatalf("network-policy-api module not in the module cache: %s", out)
 	}
-	return filepath.Join(m.Dir, "config", "crd", "standard")
+	return filepath.Join(m.Dir, "config", "crd", "experimental")
 }
 
 // nftQueue tells whether the kernel has nftables' queue statement, which
