@@ -311,7 +311,7 @@ func TestDataPathNoEndpoint(t *testing.T) {
 			if fam == 6 {
 				src = frontend.IPv6
 			}
-			fc, err := e.CountFlow(frontend.Node, src, vip, "udp")
+			fc, err := e.CountFlowOnNode(frontend.Node, src, vip, "udp")
 			if err != nil {
 				t.Fatal(err)
 			}

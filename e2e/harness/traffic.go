@@ -175,12 +175,15 @@ func UDPBytes(dst netip.Addr, payload int) int {
 func ICMPBytes(dst netip.Addr, payload int) int { return UDPBytes(dst, payload) }
 
 // FlowCounter counts, with the kernel's own nftables counters in tables the
-// harness owns in the two endpoints' namespaces, the packets of one pair
-// as they arrive: off the link, after the node cut any segmentation
-// offload super-packet into wire packets, which is what podflow counts.
+// harness owns, the packets of one pair. CountFlow counts them in the two
+// endpoints' namespaces as they arrive: off the link, after the node cut
+// any segmentation offload super-packet into wire packets, which is what
+// podflow counts. CountFlowOnNode counts them on one node, at input and
+// postrouting as podflow's chains do, for pairs whose far end is an
+// address (a ClusterIP) rather than a namespace.
 type FlowCounter struct {
-	src, dst *NetNS
-	name     string
+	nss  []*NetNS
+	name string
 }
 
 // CountedFlow is what the kernel counted for a pair, per direction.
@@ -191,15 +194,19 @@ type CountedFlow struct {
 
 var counterTableSeq int
 
-// CountFlow installs counters for the packets from a (in src) to b (in
-// dst) at dst's input, and for the way back at src's input.
-func (e *Env) CountFlow(src, dst *NetNS, a, b netip.Addr, proto string) (*FlowCounter, error) {
+func nextCounter(a netip.Addr) (name, fam string) {
 	counterTableSeq++
-	name := fmt.Sprintf("pfe2e-count%d", counterTableSeq)
-	fam := "ip"
+	fam = "ip"
 	if a.Is6() {
 		fam = "ip6"
 	}
+	return fmt.Sprintf("pfe2e-count%d", counterTableSeq), fam
+}
+
+// CountFlow installs counters for the packets from a (in src) to b (in
+// dst) at dst's input, and for the way back at src's input.
+func (e *Env) CountFlow(src, dst *NetNS, a, b netip.Addr, proto string) (*FlowCounter, error) {
+	name, fam := nextCounter(a)
 	table := func(from, to netip.Addr, dir string) string {
 		return "table inet " + name + " {\n" +
 			"  chain input { type filter hook input priority 0; policy accept; }\n}\n" +
@@ -208,11 +215,33 @@ func (e *Env) CountFlow(src, dst *NetNS, a, b netip.Addr, proto string) (*FlowCo
 	if err := dst.Nft(table(a, b, "orig")); err != nil {
 		return nil, err
 	}
-	fc := &FlowCounter{src: src, dst: dst, name: name}
+	fc := &FlowCounter{nss: []*NetNS{dst}, name: name}
 	e.AddCleanup(func() { _ = fc.Delete() })
 	if err := src.Nft(table(b, a, "reply")); err != nil {
 		return nil, err
 	}
+	fc.nss = append(fc.nss, src)
+	return fc, nil
+}
+
+// CountFlowOnNode installs counters for packets between a and b (either
+// direction) on node n, at input and postrouting.
+func (e *Env) CountFlowOnNode(n *Node, a, b netip.Addr, proto string) (*FlowCounter, error) {
+	name, fam := nextCounter(a)
+	rule := func(chain, src, dst, dir string) string {
+		return fmt.Sprintf("add rule inet %s %s %s saddr %s %s daddr %s meta l4proto %s counter comment \"%s\"\n", name, chain, fam, src, fam, dst, proto, dir)
+	}
+	rs := "table inet " + name + " {\n" +
+		"  chain input { type filter hook input priority 0; policy accept; }\n" +
+		"  chain postrouting { type filter hook postrouting priority 0; policy accept; }\n}\n"
+	for _, ch := range []string{"input", "postrouting"} {
+		rs += rule(ch, a.String(), b.String(), "orig") + rule(ch, b.String(), a.String(), "reply")
+	}
+	if err := n.NS.Nft(rs); err != nil {
+		return nil, err
+	}
+	fc := &FlowCounter{nss: []*NetNS{n.NS}, name: name}
+	e.AddCleanup(func() { _ = fc.Delete() })
 	return fc, nil
 }
 
@@ -221,7 +250,7 @@ var counterRE = regexp.MustCompile(`counter packets (\d+) bytes (\d+) comment "(
 // Read returns the counts so far.
 func (fc *FlowCounter) Read() (CountedFlow, error) {
 	var c CountedFlow
-	for _, ns := range []*NetNS{fc.dst, fc.src} {
+	for _, ns := range fc.nss {
 		out, err := ns.Exec("nft", "list", "table", "inet", fc.name)
 		if err != nil {
 			return CountedFlow{}, err
@@ -243,9 +272,11 @@ func (fc *FlowCounter) Read() (CountedFlow, error) {
 
 // Delete removes the counter tables.
 func (fc *FlowCounter) Delete() error {
-	_, err := fc.dst.Exec("nft", "delete", "table", "inet", fc.name)
-	if _, serr := fc.src.Exec("nft", "delete", "table", "inet", fc.name); err == nil {
-		err = serr
+	var err error
+	for _, ns := range fc.nss {
+		if _, derr := ns.Exec("nft", "delete", "table", "inet", fc.name); err == nil {
+			err = derr
+		}
 	}
 	return err
 }

@@ -4,7 +4,8 @@
 // Alertmanager with the shipped routes. It makes steady traffic between the
 // demo workloads, prints where to look, and after a while opens a
 // connection the baseline has never seen, then prints its alert when
-// Alertmanager delivers it. Ctrl-C removes everything it made.
+// Alertmanager delivers it, and the NetworkPolicies learned from the
+// baseline that would deny it. Ctrl-C removes everything it made.
 package main
 
 import (
@@ -187,6 +188,9 @@ func demo(ctx context.Context, env *harness.Env, root, topologyDir string, logf 
 		if err := drawTopology(ctx, promURL, topologyDir, logf); err != nil {
 			logf("topology picture: %v", err)
 		}
+		if err := showPolicy(ctx, env, "shop"); err != nil {
+			logf("policy from the baseline: %v", err)
+		}
 		logf("keep exploring, Ctrl-C to stop")
 	}()
 	<-ctx.Done()
@@ -267,4 +271,34 @@ func orDefault(v, def string) string {
 		return def
 	}
 	return v
+}
+
+// showPolicy generates the NetworkPolicies of namespace ns from the baseline
+// with podflow-policy (built by `make demo`) and prints them with the command
+// that applies them: the unexpected connection is exactly what they deny.
+func showPolicy(ctx context.Context, env *harness.Env, ns string) error {
+	bin := os.Getenv("PODFLOW_POLICY_BIN")
+	if bin == "" {
+		return fmt.Errorf("PODFLOW_POLICY_BIN unset: start the demo with `make demo`")
+	}
+	kc, err := env.CP.Kubeconfig("admin")
+	if err != nil {
+		return err
+	}
+	nets := filepath.Join(env.Dir, "policy-networks.yaml")
+	if err := os.WriteFile(nets, []byte(harness.NetworksFile), 0o600); err != nil {
+		return err
+	}
+	out := filepath.Join(env.Dir, "policies")
+	// The API server and Prometheus listen in the control plane's network
+	// namespace: run there.
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", env.CPNS.Name, bin, "generate", "--prometheus.url=http://"+env.Prom.Addr, "--kubeconfig="+kc,
+		"--networks.file="+nets, "--dns.service=", "--guardrails.skip", "--namespace="+ns, "--print", "--output.dir="+out)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	fmt.Printf("\n>>> The NetworkPolicies of namespace %s, learned from the baseline (shop/debug -> shop/db is not in them):\n\n", ns)
+	if err := cmd.Run(); err != nil {
+		return err
+	}
+	fmt.Printf("\n>>> Apply them:  ip netns exec %s kubectl --kubeconfig=%s apply -k %s\n\n", env.CPNS.Name, kc, filepath.Join(out, ns))
+	return nil
 }
