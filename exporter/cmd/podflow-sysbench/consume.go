@@ -97,7 +97,7 @@ func consume(args []string) int {
 			pcfg.Services = natinfo.New(0)
 			acfg.Labels.DestinationService = true
 		}
-		pipe := pipeline.New(pcfg, attribute.New(ids, acfg), table)
+		pipe := pipeline.New(&pcfg, attribute.New(ids, acfg), table)
 		go func() { _ = pipe.Run(ctx) }()
 		cfg := capture.DefaultConfig()
 		cfg.Group = grp

@@ -97,7 +97,7 @@ func run(args []string) int {
 		services = natinfo.New(0)
 		namer = services
 	}
-	pipe := pipeline.New(pipeline.Config{
+	pipe := pipeline.New(&pipeline.Config{
 		QueueSize:     cfg.QueueSize,
 		SampleRate:    cfg.Nftables.SampleRate,
 		EvictInterval: evictInterval(cfg.IdleTimeout),

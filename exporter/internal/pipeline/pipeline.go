@@ -121,7 +121,8 @@ type Pipeline struct {
 }
 
 // New returns a pipeline that attributes with attr and counts into table.
-func New(cfg Config, attr Attributor, table Table) *Pipeline {
+func New(config *Config, attr Attributor, table Table) *Pipeline {
+	cfg := *config
 	if cfg.QueueSize <= 0 {
 		cfg.QueueSize = DefaultQueueSize
 	}

@@ -54,7 +54,7 @@ func udp4(src, dst netip.Addr, sport, dport uint16, l3 int) []byte {
 func newPipeline(t testing.TB, cfg Config) (*Pipeline, *aggregate.Table) {
 	t.Helper()
 	tab := aggregate.New(aggregate.Config{})
-	return New(cfg, attribute.New(ids, attribute.Config{}), tab), tab
+	return New(&cfg, attribute.New(ids, attribute.Config{}), tab), tab
 }
 
 func request(l3 int) *flow.Record {
@@ -140,7 +140,7 @@ func TestPartialBatchIsFlushed(t *testing.T) {
 func TestIdleSeriesAreEvicted(t *testing.T) {
 	now := time.Unix(1000, 0)
 	tab := aggregate.New(aggregate.Config{IdleTimeout: time.Minute, Now: func() time.Time { return now }})
-	p := New(Config{EvictInterval: 5 * time.Millisecond, Now: func() time.Time { return now }}, attribute.New(ids, attribute.Config{}), tab)
+	p := New(&Config{EvictInterval: 5 * time.Millisecond, Now: func() time.Time { return now }}, attribute.New(ids, attribute.Config{}), tab)
 	p.Handle(request(100))
 	p.Drain()
 	if tab.Len() != 1 {
@@ -201,7 +201,7 @@ func BenchmarkPipeline(b *testing.B) {
 func TestDropsUntilSynced(t *testing.T) {
 	synced := false
 	tab := aggregate.New(aggregate.Config{})
-	p := New(Config{Synced: func() bool { return synced }}, attribute.New(ids, attribute.Config{}), tab)
+	p := New(&Config{Synced: func() bool { return synced }}, attribute.New(ids, attribute.Config{}), tab)
 	for range 3 {
 		p.Handle(request(100))
 	}
@@ -305,7 +305,7 @@ func TestSuperPacketsCountAsWirePackets(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tab := aggregate.New(aggregate.Config{})
-			p := New(Config{MTUs: linkMTU(1500)}, attribute.New(ids, attribute.Config{}), tab)
+			p := New(&Config{MTUs: linkMTU(1500)}, attribute.New(ids, attribute.Config{}), tab)
 			p.Handle(&flow.Record{Payload: tcp4(tc.l3), Family: unix.AF_INET, CT: established, OutIf: tc.outIf})
 			p.Drain()
 			s := tab.Snapshot(nil)
@@ -343,7 +343,7 @@ func (r *recordingTable) Evict(time.Time) int { r.evicts++; return 0 }
 // sample rate.
 func TestAnyAttributorAndTable(t *testing.T) {
 	tab := &recordingTable{}
-	p := New(Config{SampleRate: 4, FlushInterval: time.Hour}, keepPort(53), tab)
+	p := New(&Config{SampleRate: 4, FlushInterval: time.Hour}, keepPort(53), tab)
 	for range 3 {
 		p.Handle(request(100))
 		p.Handle(&flow.Record{Payload: udp4(client, server, 40000, 80, 100), Family: unix.AF_INET})
@@ -376,7 +376,7 @@ func TestPreDNATRecordsNameButDoNotCount(t *testing.T) {
 	tab := &recordingTable{}
 	namer := &rememberingNamer{}
 	cluster := netip.MustParseAddr("10.96.0.10")
-	p := New(Config{FlushInterval: time.Hour, Services: namer}, serviceKey{}, tab)
+	p := New(&Config{FlushInterval: time.Hour, Services: namer}, serviceKey{}, tab)
 	p.Handle(&flow.Record{Payload: udp4(client, cluster, 40000, 53, 100), Family: unix.AF_INET, PreDNAT: true})
 	p.Handle(request(100))
 	p.Drain()
