@@ -62,7 +62,7 @@ E2E_CRDS = $$($(GO) mod download -json github.com/prometheus-operator/prometheus
 e2e: setup build topology e2e-tools e2e-rules ## End-to-end scenarios on a real kube-apiserver, nodes in network namespaces, Prometheus and Alertmanager, pages checked in headless Chromium (root).
 	@echo ">> e2e: running the scenarios (logs of a failed run are kept; see the last lines)"
 	cd e2e && $(GO) test -count=1 ./harness/
-	cd e2e && ALERTMANAGER=$(E2E_ALERTMANAGER) PROMETHEUS_OPERATOR_CRDS=$(E2E_CRDS) $(GO) test -count=1 -timeout 20m -v .
+	cd e2e && ALERTMANAGER=$(E2E_ALERTMANAGER) PROMETHEUS_OPERATOR_CRDS=$(E2E_CRDS) $(GO) test -count=1 -timeout 35m -v .
 
 TEST_TARGETS += e2e
 
