@@ -112,7 +112,7 @@ func (b *bench) namingPair(rate int, d time.Duration, newConns bool) (naming, er
 	for _, v := range variants {
 		cfg := nft.DefaultConfig()
 		cfg.Group, cfg.NetNS, cfg.PreDNAT = group, b.rt.FD, v.preDNAT
-		if err := nft.New(cfg, nil).Install(); err != nil {
+		if err := b.reinstall(&cfg); err != nil {
 			return n, err
 		}
 		p, err := b.namingRun(rate, d, newConns, v.flag)
@@ -165,7 +165,7 @@ func (b *bench) servicesSmoke(n uint64) error {
 	defer undo()
 	cfg := nft.DefaultConfig()
 	cfg.Group, cfg.NetNS, cfg.PreDNAT = group, b.rt.FD, true
-	if err := nft.New(cfg, nil).Install(); err != nil {
+	if err := b.reinstall(&cfg); err != nil {
 		return err
 	}
 	p, err := b.namingRun(500, time.Duration(min(n, 1<<20))*time.Second/500, true, "-services") //nolint:gosec // bounded
@@ -178,4 +178,18 @@ func (b *bench) servicesSmoke(n uint64) error {
 			n, p.forwarded, p.received, p.counted, p.named, p.lost, want, 2*want, want, want)
 	}
 	return nil
+}
+
+// reinstall replaces the router's podflow table with one built from cfg.
+// The table belongs to the netlink socket of the nft.Table that installed
+// it, so the old one is deleted first and the new one is kept in b.table
+// for as long as the bench runs.
+func (b *bench) reinstall(cfg *nft.Config) error {
+	if b.table != nil {
+		if err := b.table.Delete(); err != nil {
+			return err
+		}
+	}
+	b.table = nft.New(*cfg, nil)
+	return b.table.Install()
 }
