@@ -45,7 +45,7 @@ func TestRollout(t *testing.T) {
 	}
 	kernel := map[string]*harness.FlowCounter{}
 	count := func(p *harness.Pod) {
-		fc, err := e.CountFlowOnNode(client.Node, client.IPv4, p.IPv4, "tcp")
+		fc, err := e.CountFlow(client.NS, p.NS, client.IPv4, p.IPv4, "tcp")
 		if err != nil {
 			t.Fatal(err)
 		}
