@@ -114,10 +114,6 @@ func TestRollout(t *testing.T) {
 	_, _ = io.Copy(io.Discard, conn)
 	conn.Close()
 	time.Sleep(500 * time.Millisecond) // the last FIN/ACK
-	if err := e.FinishPod(ctx, old); err != nil {
-		t.Fatal(err)
-	}
-
 	var want harness.CountedFlow
 	for name, fc := range kernel {
 		k, err := fc.Read()
@@ -132,6 +128,11 @@ func TestRollout(t *testing.T) {
 		want.OrigBytes += k.OrigBytes
 		want.ReplyPackets += k.ReplyPackets
 		want.ReplyBytes += k.ReplyBytes
+	}
+	// The kernel's counts are read in the pods' namespaces, so the old pod
+	// goes only now.
+	if err := e.FinishPod(ctx, old); err != nil {
+		t.Fatal(err)
 	}
 	rollout := &harness.Workload{Namespace: "edge", Name: "rollout", Kind: "Deployment"}
 	expectPair(t, e, client.Workload, rollout, port, "TCP", want.OrigPackets, want.OrigBytes, want.ReplyPackets, want.ReplyBytes, 4)
