@@ -105,7 +105,6 @@ const (
 // never sampled: the connection's later packets may be.
 func (s *spec) addPreDNAT(cfg *Config) {
 	accept := nftables.ChainPolicyAccept
-	confirmed := binary.NativeEndian.AppendUint32(nil, ipsConfirmed)
 	for _, c := range []struct {
 		name   string
 		hook   *nftables.ChainHook
@@ -118,12 +117,8 @@ func (s *spec) addPreDNAT(cfg *Config) {
 		s.chains = append(s.chains, chain)
 		// Loopback traffic is never logged after DNAT either.
 		s.rules = append(s.rules, &nftables.Rule{Table: s.table, Chain: chain, Exprs: loopbackReturn(c.ifname)})
-		s.rules = append(s.rules, &nftables.Rule{Table: s.table, Chain: chain, Exprs: []expr.Any{
-			&expr.Ct{Key: expr.CtKeySTATUS, Register: 1},
-			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: confirmed, Xor: make([]byte, 4)},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: make([]byte, 4)},
-			logTo(cfg, PrefixPreDNAT),
-		}})
+		s.rules = append(s.rules, &nftables.Rule{Table: s.table, Chain: chain,
+			Exprs: append(ctStatus(ipsConfirmed, false), logTo(cfg, PrefixPreDNAT))})
 	}
 }
 
@@ -202,12 +197,7 @@ func chainRules(cfg *Config, ifname expr.MetaKey) [][]expr.Any {
 		})
 	}
 	// ct status dnat: one rule here, the log rules in chainDNAT.
-	rules = append(rules, []expr.Any{
-		&expr.Ct{Key: expr.CtKeySTATUS, Register: 1},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: ctStatusDNAT, Xor: make([]byte, 4)},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
-		&expr.Verdict{Kind: expr.VerdictGoto, Chain: chainDNAT},
-	})
+	rules = append(rules, append(ctStatus(ipsDstNAT, true), &expr.Verdict{Kind: expr.VerdictGoto, Chain: chainDNAT}))
 	rules = append(rules, stateRules(cfg, "")...)
 	return append(rules, []expr.Any{logTo(cfg, PrefixUntracked)})
 }
@@ -228,9 +218,25 @@ func loopbackReturn(ifname expr.MetaKey) []expr.Any {
 // destination-NATed.
 const chainDNAT = "dnat"
 
-// ctStatusDNAT is IPS_DST_NAT in host byte order, as nft compiles
-// "ct status dnat".
-var ctStatusDNAT = binary.NativeEndian.AppendUint32(nil, 1<<5)
+// ipsDstNAT is IPS_DST_NAT of enum ip_conntrack_status: this node
+// translated the connection's destination ("ct status dnat").
+const ipsDstNAT = 1 << 5
+
+// ctStatus matches packets whose conntrack status has bit set (set) or
+// clear (!set). The status is a bit mask in host byte order, tested the
+// way nft compiles it; loading the status of a packet without a
+// connection ends the rule without a match.
+func ctStatus(bit uint32, set bool) []expr.Any {
+	op := expr.CmpOpEq
+	if set {
+		op = expr.CmpOpNeq
+	}
+	return []expr.Any{
+		&expr.Ct{Key: expr.CtKeySTATUS, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: binary.NativeEndian.AppendUint32(nil, bit), Xor: make([]byte, 4)},
+		&expr.Cmp{Op: op, Register: 1, Data: make([]byte, 4)},
+	}
+}
 
 func logTo(cfg *Config, prefix string) *expr.Log {
 	return &expr.Log{
@@ -247,19 +253,9 @@ func logTo(cfg *Config, prefix string) *expr.Log {
 // letter of each prefix.
 func stateRules(cfg *Config, flags string) [][]expr.Any {
 	ret := &expr.Verdict{Kind: expr.VerdictReturn}
-	// ct status ! confirmed: the status is a bit mask in host byte order,
-	// tested the way nft compiles it. Only the packet that created the
-	// entry sees it unconfirmed, in the original direction; loading the
-	// status of a packet without a connection ends the rule without a
-	// match.
-	confirmed := make([]byte, 4)
-	binary.NativeEndian.PutUint32(confirmed, ipsConfirmed)
-	rules := [][]expr.Any{{
-		&expr.Ct{Key: expr.CtKeySTATUS, Register: 1},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: confirmed, Xor: make([]byte, 4)},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: make([]byte, 4)},
-		logTo(cfg, PrefixNew+flags), ret,
-	}}
+	// ct status ! confirmed: only the packet that created the entry sees
+	// it unconfirmed, in the original direction.
+	rules := [][]expr.Any{append(ctStatus(ipsConfirmed, false), logTo(cfg, PrefixNew+flags), ret)}
 	// ct direction original / reply: loading the direction of a packet
 	// without a connection (untracked, invalid) ends the rule without a
 	// match, so such packets reach the last rule.
