@@ -42,6 +42,10 @@ E2E_ALERTMANAGER := $(ALERTMANAGER)
 .PHONY: e2e-tools
 e2e-tools: $(KUBE_APISERVER) $(KUBE_CONTROLLER_MANAGER) $(KUBE_PROXY) $(ETCD) $(PROMETHEUS) $(E2E_ALERTMANAGER) $(PROMTOOL) $(AMTOOL) ## Build the pinned kube-apiserver, kube-controller-manager, kube-proxy, etcd, Prometheus, Alertmanager, promtool and amtool (cached by version).
 
+# E2E_RUN narrows a run to some scenarios (go test -run), e.g.
+# make e2e E2E_RUN='TestDataPath|TestPolicyFromBaseline'; empty runs all.
+E2E_RUN ?=
+
 PODFLOW_BIN   ?= $(BIN_DIR)/podflow
 E2E_RULES_DIR ?= $(CURDIR)/e2e/.cache/rules
 export PODFLOW_BIN E2E_RULES_DIR
@@ -62,7 +66,7 @@ E2E_CRDS = $$($(GO) mod download -json github.com/prometheus-operator/prometheus
 e2e: setup build topology e2e-tools e2e-rules ## End-to-end scenarios on a real kube-apiserver, nodes in network namespaces, Prometheus and Alertmanager, pages checked in headless Chromium (root).
 	@echo ">> e2e: running the scenarios (logs of a failed run are kept; see the last lines)"
 	cd e2e && $(GO) test -count=1 ./harness/
-	cd e2e && ALERTMANAGER=$(E2E_ALERTMANAGER) PROMETHEUS_OPERATOR_CRDS=$(E2E_CRDS) $(GO) test -count=1 -timeout 35m -v .
+	cd e2e && ALERTMANAGER=$(E2E_ALERTMANAGER) PROMETHEUS_OPERATOR_CRDS=$(E2E_CRDS) $(GO) test -count=1 -timeout 35m -v -run '$(E2E_RUN)' .
 
 TEST_TARGETS += e2e
 
