@@ -118,3 +118,21 @@ func TestHandleConnsAllocatesNothing(t *testing.T) {
 		t.Fatalf("HandleConns allocates %v times per call", n)
 	}
 }
+
+// BenchmarkHandleConns is the cost of one delta of two directions:
+// conversion, hand-off, attribution and aggregation.
+func BenchmarkHandleConns(b *testing.B) {
+	p, _ := newPipeline(b, Config{Conns: ctflow.New(ctflow.Config{})})
+	ds := make([]conntrack.Delta, 256)
+	for i := range ds {
+		ds[i] = udpDelta(uint32(i), 3, 2)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		p.HandleConns(ds)
+		for len(p.queue) > 0 {
+			p.process(<-p.queue)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(ds)), "ns/delta")
+}

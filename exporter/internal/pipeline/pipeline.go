@@ -143,7 +143,7 @@ type Pipeline struct {
 	queueFull      atomic.Uint64
 	connsQueueFull atomic.Uint64
 	notSynced      atomic.Uint64
-	ctScratch      []flow.Flow // HandleConns' scratch, guarded by curMu
+	ctScratch      []flow.Flow // HandleConns' scratch, owned by its one caller
 	decodeErrs     [256]atomic.Uint64
 
 	ups []aggregate.Update // owned by Run
@@ -229,16 +229,21 @@ func (p *Pipeline) Handle(rec *flow.Record) {
 }
 
 // HandleConns turns conntrack deltas into flows in the current batch. It
-// runs on the conntrack source's goroutine, never blocks and, in steady
-// state, allocates nothing. Only in connection mode (Config.Conns).
+// runs on the conntrack source's goroutine, one call at a time, never
+// blocks and, in steady state, allocates nothing. It takes the batch's
+// lock once per delta, not for the whole call: a dump hands over many
+// thousands of deltas at once, and capture must not wait for them.
+// Only in connection mode (Config.Conns).
 func (p *Pipeline) HandleConns(ds []conntrack.Delta) {
 	if p.cfg.Conns == nil {
 		return
 	}
-	p.curMu.Lock()
-	defer p.curMu.Unlock()
 	for i := range ds {
 		p.ctScratch = p.cfg.Conns.Convert(p.ctScratch[:0], &ds[i])
+		if len(p.ctScratch) == 0 {
+			continue
+		}
+		p.curMu.Lock()
 		for j := range p.ctScratch {
 			b := p.cur
 			b.flows[b.n] = p.ctScratch[j]
@@ -248,6 +253,7 @@ func (p *Pipeline) HandleConns(ds []conntrack.Delta) {
 				p.cur = p.handOff(b)
 			}
 		}
+		p.curMu.Unlock()
 	}
 }
 
