@@ -81,8 +81,9 @@ func (c *connMode) stats(pipe *pipeline.Pipeline) func() collector.ConntrackStat
 		s := c.source.Stats()
 		return collector.ConntrackStats{
 			AccountingEnabled: s.AccountingEnabled, EnabledByPodflow: s.EnabledByPodflow,
-			Events: s.Events, LostEvents: s.LostEvents, Dumps: s.Dumps, DumpErrors: s.DumpErrors,
-			Tracked: s.Tracked, Lost: s.Lost,
+			Events: s.Events, Overruns: s.LostEvents, MalformedEvents: s.DecodeErrors,
+			Dumps: s.Dumps, DumpErrors: s.DumpErrors,
+			Tracked: s.Tracked, Lost: s.Lost, CounterResets: s.CounterResets,
 			QueueFull: pipe.Stats().ConnsQueueFull,
 		}
 	}

@@ -125,7 +125,7 @@ var sources = Sources{
 	},
 	Mode: ModeConnection,
 	Conntrack: func() ConntrackStats {
-		return ConntrackStats{AccountingEnabled: true, EnabledByPodflow: true, Events: 20, LostEvents: 1, Dumps: 30, DumpErrors: 2, Tracked: 40, Lost: 3, QueueFull: 128}
+		return ConntrackStats{AccountingEnabled: true, EnabledByPodflow: true, Events: 20, Overruns: 1, MalformedEvents: 4, Dumps: 30, DumpErrors: 2, Tracked: 40, Lost: 3, CounterResets: 5, QueueFull: 128}
 	},
 }
 
@@ -172,18 +172,24 @@ podflow_conntrack_connections 40
 # HELP podflow_conntrack_connections_lost_total Connections whose last counts were never read (their end event lost, or gone between two dumps).
 # TYPE podflow_conntrack_connections_lost_total counter
 podflow_conntrack_connections_lost_total 3
+# HELP podflow_conntrack_counter_resets_total Connection counters that went backwards (zeroed by another program); the new totals are counted whole.
+# TYPE podflow_conntrack_counter_resets_total counter
+podflow_conntrack_counter_resets_total 5
 # HELP podflow_conntrack_dump_errors_total Periodic reads of the live connections' counters that failed.
 # TYPE podflow_conntrack_dump_errors_total counter
 podflow_conntrack_dump_errors_total 2
 # HELP podflow_conntrack_dumps_total Periodic reads of the live connections' counters.
 # TYPE podflow_conntrack_dumps_total counter
 podflow_conntrack_dumps_total 30
-# HELP podflow_conntrack_events_lost_total Conntrack events the kernel could not deliver (socket overruns); the next dump recovers the counts of live connections.
-# TYPE podflow_conntrack_events_lost_total counter
-podflow_conntrack_events_lost_total 1
+# HELP podflow_conntrack_events_malformed_total Conntrack event messages that could not be decoded; their connections' last counts are missing.
+# TYPE podflow_conntrack_events_malformed_total counter
+podflow_conntrack_events_malformed_total 4
 # HELP podflow_conntrack_events_total Conntrack events read (connections that ended).
 # TYPE podflow_conntrack_events_total counter
 podflow_conntrack_events_total 20
+# HELP podflow_conntrack_overruns_total Overruns (ENOBUFS) of the conntrack event socket: the kernel dropped at least one event each time.
+# TYPE podflow_conntrack_overruns_total counter
+podflow_conntrack_overruns_total 1
 # HELP podflow_conntrack_updates_dropped_total Counter updates of connections (one per direction and read) dropped before counting, by reason.
 # TYPE podflow_conntrack_updates_dropped_total counter
 podflow_conntrack_updates_dropped_total{reason="queue_full"} 128

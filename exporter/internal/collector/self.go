@@ -92,9 +92,10 @@ type ConntrackStats struct {
 	// connection (nf_conntrack_acct); EnabledByPodflow: podflow turned
 	// it on.
 	AccountingEnabled, EnabledByPodflow bool
-	// Events counts destroy events read; LostEvents, events the kernel
-	// could not deliver (socket overruns).
-	Events, LostEvents uint64
+	// Events counts destroy events read; Overruns, overruns of the event
+	// socket (the kernel dropped at least one event each time);
+	// MalformedEvents, event messages that could not be decoded.
+	Events, Overruns, MalformedEvents uint64
 	// Dumps counts periodic reads of the live connections; DumpErrors,
 	// the ones that failed.
 	Dumps, DumpErrors uint64
@@ -102,6 +103,9 @@ type ConntrackStats struct {
 	Tracked uint64
 	// Lost counts connections whose last counts were never read.
 	Lost uint64
+	// CounterResets counts connection totals that went backwards
+	// (someone zeroed the kernel's counters).
+	CounterResets uint64
 	// QueueFull counts counter updates (one per direction of a delta)
 	// dropped because the hand-off queue was full.
 	QueueFull uint64
@@ -128,14 +132,15 @@ type ServiceNamingStats struct {
 type self struct {
 	src Sources
 
-	received, lost, dropped, overruns, bound, sampleRate *prometheus.Desc
-	badBatches, conntrack                                *prometheus.Desc
-	decodeErrors, misses, ignored, overlay               *prometheus.Desc
-	series, seriesLimit, seriesDropped, seriesEvicted    *prometheus.Desc
-	nftSyncs, kubeSynced, kubeErrors                     *prometheus.Desc
-	naming, namingMisses, namingForgotten                *prometheus.Desc
-	mode, ctAccounting, ctEvents, ctEventsLost           *prometheus.Desc
-	ctDumps, ctDumpErrors, ctTracked, ctLost, ctDropped  *prometheus.Desc
+	received, lost, dropped, overruns, bound, sampleRate  *prometheus.Desc
+	badBatches, conntrack                                 *prometheus.Desc
+	decodeErrors, misses, ignored, overlay                *prometheus.Desc
+	series, seriesLimit, seriesDropped, seriesEvicted     *prometheus.Desc
+	nftSyncs, kubeSynced, kubeErrors                      *prometheus.Desc
+	naming, namingMisses, namingForgotten                 *prometheus.Desc
+	mode, ctAccounting, ctEvents, ctOverruns, ctMalformed *prometheus.Desc
+	ctDumps, ctDumpErrors, ctTracked, ctLost, ctDropped   *prometheus.Desc
+	ctResets                                              *prometheus.Desc
 }
 
 func desc(name, help string, labels ...string) *prometheus.Desc {
@@ -172,7 +177,9 @@ func newSelf(src *Sources) *self {
 		ctAccounting: desc("conntrack_accounting_enabled", "1 when the kernel counts bytes and packets per connection (nf_conntrack_acct), else 0; by_podflow says whether podflow turned it on.",
 			"by_podflow"),
 		ctEvents:     desc("conntrack_events_total", "Conntrack events read (connections that ended)."),
-		ctEventsLost: desc("conntrack_events_lost_total", "Conntrack events the kernel could not deliver (socket overruns); the next dump recovers the counts of live connections."),
+		ctOverruns:   desc("conntrack_overruns_total", "Overruns (ENOBUFS) of the conntrack event socket: the kernel dropped at least one event each time."),
+		ctMalformed:  desc("conntrack_events_malformed_total", "Conntrack event messages that could not be decoded; their connections' last counts are missing."),
+		ctResets:     desc("conntrack_counter_resets_total", "Connection counters that went backwards (zeroed by another program); the new totals are counted whole."),
 		ctDumps:      desc("conntrack_dumps_total", "Periodic reads of the live connections' counters."),
 		ctDumpErrors: desc("conntrack_dump_errors_total", "Periodic reads of the live connections' counters that failed."),
 		ctTracked:    desc("conntrack_connections", "Connections whose counters podflow follows."),
@@ -189,8 +196,8 @@ func (s *self) Describe(ch chan<- *prometheus.Desc) {
 		s.series, s.seriesLimit, s.seriesDropped, s.seriesEvicted,
 		s.nftSyncs, s.kubeSynced, s.kubeErrors,
 		s.naming, s.namingMisses, s.namingForgotten,
-		s.mode, s.ctAccounting, s.ctEvents, s.ctEventsLost,
-		s.ctDumps, s.ctDumpErrors, s.ctTracked, s.ctLost, s.ctDropped,
+		s.mode, s.ctAccounting, s.ctEvents, s.ctOverruns, s.ctMalformed,
+		s.ctDumps, s.ctDumpErrors, s.ctTracked, s.ctLost, s.ctDropped, s.ctResets,
 	} {
 		ch <- d
 	}
@@ -273,7 +280,9 @@ func (s *self) Collect(ch chan<- prometheus.Metric) {
 		c := s.src.Conntrack()
 		gauge(ch, s.ctAccounting, b2f(c.AccountingEnabled), strconv.FormatBool(c.EnabledByPodflow))
 		counter(ch, s.ctEvents, c.Events)
-		counter(ch, s.ctEventsLost, c.LostEvents)
+		counter(ch, s.ctOverruns, c.Overruns)
+		counter(ch, s.ctMalformed, c.MalformedEvents)
+		counter(ch, s.ctResets, c.CounterResets)
 		counter(ch, s.ctDumps, c.Dumps)
 		counter(ch, s.ctDumpErrors, c.DumpErrors)
 		gauge(ch, s.ctTracked, float64(c.Tracked))
