@@ -86,7 +86,30 @@ func buildSpec(cfg *Config) *spec {
 	if cfg.PreDNAT {
 		s.addPreDNAT(cfg)
 	}
+	if cfg.Connection {
+		s.addAccounting()
+	}
 	return s
+}
+
+// ChainAccounting is connection mode's chain that no packet enters.
+const ChainAccounting = "accounting"
+
+// addAccounting adds a regular chain that nothing jumps to, whose one
+// rule reads conntrack's packet counter. Loading such a rule makes the
+// kernel switch conntrack accounting on in the table's network namespace
+// (nft_ct_get_init calls nf_ct_set_acct for the bytes, packets and
+// average-packet keys), with CAP_NET_ADMIN alone: where /proc/sys is
+// read-only, as in a container, net.netfilter.nf_conntrack_acct cannot
+// be written. Accounting stays on after the table is gone. No packet
+// ever runs the rule.
+func (s *spec) addAccounting() {
+	chain := &nftables.Chain{Name: ChainAccounting, Table: s.table}
+	s.chains = append(s.chains, chain)
+	s.rules = append(s.rules, &nftables.Rule{Table: s.table, Chain: chain, Exprs: []expr.Any{
+		&expr.Ct{Key: expr.CtKeyPKTS, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: make([]byte, 8)},
+	}})
 }
 
 // The chains that see a connection's first packet before destination

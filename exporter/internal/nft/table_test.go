@@ -351,3 +351,33 @@ func TestReturnKeepsOtherVerdicts(t *testing.T) {
 		t.Errorf("the other table's drop was overridden; the peer received:\n%s", out)
 	}
 }
+
+// TestConnectionModeSwitchesAccountingOn checks that the table of
+// connection mode turns conntrack accounting on in its namespace by
+// itself, without writing the sysctl (read-only in a container).
+func TestConnectionModeSwitchesAccountingOn(t *testing.T) {
+	ns := netnstest.New(t, "pfcap-")
+	acct := func() string {
+		return strings.TrimSpace(ns.MustRun(t, "sh", "-c", "cat /proc/sys/net/netfilter/nf_conntrack_acct 2>/dev/null || echo missing"))
+	}
+	before := acct()
+	if before == "1" {
+		t.Skip("skipped: accounting is already on in a new namespace here")
+	}
+	for _, connection := range []bool{false, true} {
+		cfg := DefaultConfig()
+		cfg.NetNS = ns.FD
+		cfg.Connection = connection
+		tbl := New(cfg, nil)
+		if err := tbl.Install(); err != nil {
+			t.Fatal(err)
+		}
+		got := acct()
+		if err := tbl.Delete(); err != nil {
+			t.Fatal(err)
+		}
+		if want := map[bool]string{false: "0", true: "1"}[connection]; got != want {
+			t.Errorf("connection mode %v: nf_conntrack_acct = %s after the install (%s before), want %s", connection, got, before, want)
+		}
+	}
+}
