@@ -38,6 +38,10 @@ func rulesOnlyReturn(t *testing.T, cfg *Config) {
 			case !ok, v.Kind == expr.VerdictReturn:
 			case v.Kind == expr.VerdictGoto && v.Chain == chainDNAT && r.Chain.Name != chainDNAT:
 				// A goto to the table's own log chain: its rules return.
+			case v.Kind == expr.VerdictJump && v.Chain == chainRelated && r.Chain.Name != chainRelated,
+				v.Kind == expr.VerdictGoto && v.Chain == chainICMPError && r.Chain.Name == chainRelated:
+				// Connection mode's ICMP errors: their rules return to the
+				// base chain, whose next rule returns.
 			default:
 				t.Errorf("rule in %s sets verdict %v; podflow must never change a verdict", r.Chain.Name, v.Kind)
 			}
