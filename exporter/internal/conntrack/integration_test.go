@@ -44,7 +44,7 @@ const ctTable = `table inet pfcttest {
 }
 `
 
-func newTestbed(t *testing.T) *testbed {
+func newTestbed(t testing.TB) *testbed {
 	t.Helper()
 	node := netnstest.New(t, "pfct-")
 	peer := netnstest.New(t, "pfct-")
@@ -220,7 +220,7 @@ func tcpEcho(t *testing.T, ns *netnstest.NS, addr string) {
 }
 
 // newSource opens a Source in the node.
-func newSource(t *testing.T, tb *testbed, cfg Config) *Source {
+func newSource(t testing.TB, tb *testbed, cfg Config) *Source {
 	t.Helper()
 	var s *Source
 	if err := tb.node.Do(func() (err error) { s, err = New(cfg); return err }); err != nil {
@@ -230,7 +230,7 @@ func newSource(t *testing.T, tb *testbed, cfg Config) *Source {
 }
 
 // run runs s until the test ends or stop is called.
-func run(t *testing.T, s *Source, emit func([]Delta)) func() {
+func run(t testing.TB, s *Source, emit func([]Delta)) func() {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
