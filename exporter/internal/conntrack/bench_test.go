@@ -59,7 +59,7 @@ func BenchmarkDumpTable(b *testing.B) {
 	var k *netlinkKernel
 	if err := ns.Do(func() error {
 		var err error
-		k, err = dialKernel(DefaultReadBuffer)
+		k, err = dialKernel(DefaultReadBuffer, &counters{})
 		if err != nil {
 			return err
 		}
@@ -122,16 +122,20 @@ func benchEventRate(b *testing.B, rate int) {
 			}
 		}
 	})
-	var c *net.UDPConn
-	if err := tb.node.Do(func() (err error) {
-		c, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(nodeV4, 0)))
-		return err
-	}); err != nil {
-		b.Fatal(err)
+	// Source ports times destination ports: enough distinct tuples that
+	// none is reused before its connection timed out.
+	socks := make([]*net.UDPConn, 8)
+	for i := range socks {
+		if err := tb.node.Do(func() (err error) {
+			socks[i], err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(nodeV4, 0)))
+			return err
+		}); err != nil {
+			b.Fatal(err)
+		}
+		defer socks[i].Close()
 	}
-	defer c.Close()
 	payload := make([]byte, 18)
-	port := 1024
+	port, sock := 1024, 0
 	sent := 0
 	start := time.Now()
 	b.ResetTimer()
@@ -144,8 +148,9 @@ func benchEventRate(b *testing.B, rate int) {
 				port++
 				if port > 65535 {
 					port = 1024
+					sock = (sock + 1) % len(socks)
 				}
-				_, _ = c.WriteToUDPAddrPort(payload, netip.AddrPortFrom(peerV4, uint16(port)))
+				_, _ = socks[sock].WriteToUDPAddrPort(payload, netip.AddrPortFrom(peerV4, uint16(port)))
 			}
 			time.Sleep(time.Millisecond)
 		}

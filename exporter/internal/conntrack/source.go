@@ -146,7 +146,7 @@ func New(cfg Config) (*Source, error) {
 	case !acct:
 		s.logger.Warn("conntrack accounting is off (net.netfilter.nf_conntrack_acct=0): connections carry no byte or packet counters")
 	}
-	k, err := dialKernel(cfg.ReadBuffer)
+	k, err := dialKernel(cfg.ReadBuffer, &s.st)
 	if err != nil {
 		return nil, err
 	}
