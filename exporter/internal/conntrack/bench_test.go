@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	ct "github.com/ti-mo/conntrack"
-
 	"github.com/podflow/podflow/exporter/internal/capture/netnstest"
 )
 
@@ -63,19 +61,7 @@ func BenchmarkDumpTable(b *testing.B) {
 		if err != nil {
 			return err
 		}
-		c, err := ct.Dial(nil)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		src, dst := netip.MustParseAddr("10.96.0.1"), netip.MustParseAddr("10.96.0.2")
-		for i := range n {
-			f := ct.NewFlow(17, 0, src, dst, uint16(1024+i), 53, 600, 0)
-			if err := c.Create(f); err != nil {
-				return fmt.Errorf("create %d: %w", i, err)
-			}
-		}
-		return nil
+		return createFlows(n, 600)
 	}); err != nil {
 		b.Fatal(err)
 	}

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	ct "github.com/ti-mo/conntrack"
+
 	"github.com/podflow/podflow/exporter/internal/capture/netnstest"
 )
 
@@ -393,4 +395,70 @@ func TestSourceCountsExactly(t *testing.T) {
 		t.Errorf("losses: %+v", st)
 	}
 	t.Logf("stats: %+v", st)
+}
+
+// TestSourceCountsOverrunsAndLost ends many connections at once into a
+// tiny event buffer: the overrun is counted, and every connection ends
+// exactly once, by its destroy event or as Lost after the dumps.
+func TestSourceCountsOverrunsAndLost(t *testing.T) {
+	const n = 3000
+	ns := netnstest.New(t, "pfct-")
+	var s *Source
+	if err := ns.Do(func() error {
+		var err error
+		// The kernel doubles the request and takes its minimum: a few
+		// events fit.
+		if s, err = New(Config{DumpInterval: 50 * time.Millisecond, ReadBuffer: 4096}); err != nil {
+			return err
+		}
+		return createFlows(n, 600)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	finals := 0
+	stop := run(t, s, func(ds []Delta) {
+		mu.Lock()
+		defer mu.Unlock()
+		for i := range ds {
+			if ds[i].Final {
+				finals++
+			}
+		}
+	})
+	waitDumps(t, s, 1)
+	if got := s.Stats().Tracked; got != n {
+		t.Fatalf("tracked %d connections, want %d: %+v", got, n, s.Stats())
+	}
+	ns.MustRun(t, "conntrack", "-F")
+	waitFor(t, "every connection to end", func() bool { return s.Stats().Tracked == 0 })
+	stop()
+	st := s.Stats()
+	mu.Lock()
+	defer mu.Unlock()
+	if st.LostEvents == 0 {
+		t.Errorf("no overrun counted: %+v", st)
+	}
+	if uint64(finals) != st.Events || st.Events+st.Lost != n {
+		t.Errorf("%d final deltas, stats %+v: want events + lost = %d", finals, st, n)
+	}
+	t.Logf("%d connections flushed at once: %d destroy events read, %d lost in %d overruns", n, st.Events, st.Lost, st.LostEvents)
+}
+
+// createFlows adds n UDP connections through ctnetlink in the current
+// namespace, with a timeout in seconds.
+func createFlows(n int, timeout uint32) error {
+	c, err := ct.Dial(nil)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	src, dst := netip.MustParseAddr("10.96.0.1"), netip.MustParseAddr("10.96.0.2")
+	for i := range n {
+		f := ct.NewFlow(17, 0, src, dst, uint16(1024+i%60000), uint16(53+i/60000), timeout, 0) //nolint:gosec // small
+		if err := c.Create(f); err != nil {
+			return fmt.Errorf("create %d: %w", i, err)
+		}
+	}
+	return nil
 }

@@ -303,9 +303,11 @@ func (s *Source) Run(ctx context.Context, emit func([]Delta)) error {
 				s.logger.Warn("conntrack dump failed; the next one retries", "err", r.err)
 				t.dumpFailed()
 			} else {
-				s.st.dumps.Add(1)
-				s.st.dumpEntries.Store(uint64(len(r.entries)))
 				t.endDump(r.entries)
+				// Counted once applied: a reader of Dumps then sees its
+				// effect in Tracked.
+				s.st.dumpEntries.Store(uint64(len(r.entries)))
+				s.st.dumps.Add(1)
 			}
 			flush()
 		case <-ticker.C:
