@@ -153,3 +153,39 @@ func benchEventRate(b *testing.B, rate int) {
 	b.ReportMetric(float64(st.Lost), "lost")
 	b.ReportMetric(float64(sent-int(events)), "unseen")
 }
+
+// BenchmarkFlushBurst ends n connections at once (conntrack -F), the
+// worst burst of destroy events, into the default read buffer and
+// reports how many the Source read and how many ended unseen (counted
+// in Lost). Root only; run with -benchtime=1x.
+func BenchmarkFlushBurst(b *testing.B) {
+	for _, n := range []int{10_000, 50_000, 100_000} {
+		b.Run(fmt.Sprintf("conns=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				ns := netnstest.New(b, "pfctb-")
+				var s *Source
+				if err := ns.Do(func() (err error) {
+					if s, err = New(Config{DumpInterval: 100 * time.Millisecond}); err != nil {
+						return err
+					}
+					return createFlows(n, 600)
+				}); err != nil {
+					b.Fatal(err)
+				}
+				stop := run(b, s, func([]Delta) {})
+				waitFor(b, "the baseline", func() bool { return s.Stats().Tracked == uint64(n) })
+				start := time.Now()
+				ns.MustRun(b, "conntrack", "-F")
+				waitFor(b, "every connection to end", func() bool { return s.Stats().Tracked == 0 })
+				elapsed := time.Since(start)
+				stop()
+				st := s.Stats()
+				b.ReportMetric(float64(st.Events), "events")
+				b.ReportMetric(float64(st.Lost), "lost")
+				b.ReportMetric(float64(st.LostEvents), "overruns")
+				b.ReportMetric(float64(st.Events)/elapsed.Seconds(), "events/s")
+				ns.Close()
+			}
+		})
+	}
+}

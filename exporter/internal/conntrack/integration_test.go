@@ -257,7 +257,7 @@ func run(t testing.TB, s *Source, emit func([]Delta)) func() {
 	return stop
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
@@ -270,7 +270,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 // waitDumps waits until n more dumps have been applied, so that the
 // last one began after everything before the call.
-func waitDumps(t *testing.T, s *Source, n uint64) {
+func waitDumps(t testing.TB, s *Source, n uint64) {
 	t.Helper()
 	target := s.Stats().Dumps + n
 	waitFor(t, fmt.Sprintf("dump %d", target), func() bool { return s.Stats().Dumps >= target })

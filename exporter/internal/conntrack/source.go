@@ -21,7 +21,9 @@ type Config struct {
 	// fatal: something else may switch it on, which Stats then shows.
 	EnableAccounting bool
 	// ReadBuffer is the event socket's receive buffer in bytes (default
-	// 8 MiB); it is forced past net.core.rmem_max when the process may.
+	// 16 MiB, which holds the destroy events of a flush of 100k
+	// connections); it is forced past net.core.rmem_max when the process
+	// may. The kernel takes memory from it only while events wait.
 	ReadBuffer int
 	Logger     *slog.Logger
 }
@@ -30,7 +32,7 @@ type Config struct {
 // zero.
 const (
 	DefaultDumpInterval = 10 * time.Second
-	DefaultReadBuffer   = 8 << 20
+	DefaultReadBuffer   = 16 << 20
 )
 
 func (c *Config) defaults() {
