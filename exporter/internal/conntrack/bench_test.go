@@ -4,8 +4,13 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/podflow/podflow/exporter/internal/capture/netnstest"
 )
@@ -88,70 +93,118 @@ func BenchmarkDumpTable(b *testing.B) {
 
 // BenchmarkEventRate opens short UDP connections at a fixed rate in a
 // namespace (each datagram to a new port, ended by a one-second timeout)
-// and reports the destroy events the Source received per second and its
-// overruns. One op is one second of traffic: run with -benchtime=3x.
-// Root only.
+// from a generator process, and reports the destroy events the Source
+// received per second, its overruns, and the CPU the test process (the
+// Source, with nothing else to do) spent per event. One op is one second
+// of traffic: run with -benchtime=3x. Root only.
 func BenchmarkEventRate(b *testing.B) {
-	for _, rate := range []int{1000, 5000, 10_000, 20_000, 50_000, 100_000} {
+	for _, rate := range []int{1000, 10_000, 20_000, 50_000, 100_000} {
 		b.Run(fmt.Sprintf("conns=%d/s", rate), func(b *testing.B) { benchEventRate(b, rate) })
 	}
 }
 
 func benchEventRate(b *testing.B, rate int) {
 	tb := newTestbed(b)
-	s := newSource(b, tb, Config{DumpInterval: time.Second, EnableAccounting: true})
-	var events uint64
+	s := newSource(b, tb, Config{EnableAccounting: true})
+	var finals atomic.Uint64
 	stop := run(b, s, func(ds []Delta) {
 		for i := range ds {
 			if ds[i].Final {
-				events++
+				finals.Add(1)
 			}
 		}
 	})
-	// Source ports times destination ports: enough distinct tuples that
-	// none is reused before its connection timed out.
-	socks := make([]*net.UDPConn, 8)
-	for i := range socks {
-		if err := tb.node.Do(func() (err error) {
-			socks[i], err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(nodeV4, 0)))
-			return err
-		}); err != nil {
-			b.Fatal(err)
-		}
-		defer socks[i].Close()
-	}
-	payload := make([]byte, 18)
-	port, sock := 1024, 0
-	sent := 0
-	start := time.Now()
+	waitDumps(b, s, 1)
+	gen := tb.node.Command(os.Args[0], "-test.run=^$")
+	gen.Env = append(os.Environ(), fmt.Sprintf("%s=%d,%d,%s", genEnv, rate, b.N, peerV4))
+	cpu0 := cpuTime(b)
 	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		// A tick every millisecond sends what the rate owes so far.
-		end := start.Add(time.Duration(i+1) * time.Second)
-		for now := time.Now(); now.Before(end); now = time.Now() {
-			owed := int(float64(rate) * now.Sub(start).Seconds())
-			for ; sent < owed; sent++ {
-				port++
-				if port > 65535 {
-					port = 1024
-					sock = (sock + 1) % len(socks)
-				}
-				_, _ = socks[sock].WriteToUDPAddrPort(payload, netip.AddrPortFrom(peerV4, uint16(port)))
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
+	start := time.Now()
+	out, err := gen.Output()
 	elapsed := time.Since(start)
+	if err != nil {
+		b.Fatalf("generator: %v", err)
+	}
+	var sent uint64
+	if _, err := fmt.Sscanf(string(out), "sent %d", &sent); err != nil {
+		b.Fatalf("generator said %q", out)
+	}
+	// The last connections end a timeout and a garbage collection later.
+	deadline := time.Now().Add(30 * time.Second)
+	for finals.Load() < sent && time.Now().Before(deadline) && s.Stats().LostEvents == 0 {
+		time.Sleep(50 * time.Millisecond)
+	}
 	b.StopTimer()
-	// The last connections end a timeout and a dump later.
-	time.Sleep(3 * time.Second)
+	cpu := cpuTime(b) - cpu0
 	stop()
 	st := s.Stats()
 	b.ReportMetric(float64(sent)/elapsed.Seconds(), "conns/s")
 	b.ReportMetric(float64(st.Events)/elapsed.Seconds(), "events/s")
 	b.ReportMetric(float64(st.LostEvents), "overruns")
-	b.ReportMetric(float64(st.Lost), "lost")
-	b.ReportMetric(float64(sent-int(events)), "unseen")
+	b.ReportMetric(float64(sent)-float64(finals.Load()), "unseen")
+	if st.Events > 0 {
+		b.ReportMetric(float64(cpu.Microseconds())/float64(st.Events), "cpu-µs/event")
+	}
+}
+
+// genEnv makes the test binary a traffic generator: "rate,seconds,addr".
+const genEnv = "PODFLOW_CT_GENERATOR"
+
+func TestMain(m *testing.M) {
+	if v := os.Getenv(genEnv); v != "" {
+		os.Exit(generate(v))
+	}
+	os.Exit(m.Run())
+}
+
+// generate sends one UDP datagram per new connection at a fixed rate,
+// from 8 source ports to every destination port in turn: enough distinct
+// tuples that none is reused before its connection timed out.
+func generate(spec string) int {
+	var rate, seconds int
+	var addr string
+	if _, err := fmt.Sscanf(strings.ReplaceAll(spec, ",", " "), "%d %d %s", &rate, &seconds, &addr); err != nil {
+		fmt.Fprintln(os.Stderr, "generator:", err)
+		return 2
+	}
+	dst := netip.MustParseAddr(addr)
+	socks := make([]*net.UDPConn, 8)
+	for i := range socks {
+		c, err := net.ListenUDP("udp", nil)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "generator:", err)
+			return 2
+		}
+		socks[i] = c
+	}
+	payload := make([]byte, 18)
+	port, sock, sent := 1024, 0, 0
+	start := time.Now()
+	end := start.Add(time.Duration(seconds) * time.Second)
+	// A tick every millisecond sends what the rate owes so far.
+	for now := time.Now(); now.Before(end); now = time.Now() {
+		owed := int(float64(rate) * now.Sub(start).Seconds())
+		for ; sent < owed; sent++ {
+			port++
+			if port > 65535 {
+				port = 1024
+				sock = (sock + 1) % len(socks)
+			}
+			_, _ = socks[sock].WriteToUDPAddrPort(payload, netip.AddrPortFrom(dst, uint16(port))) //nolint:gosec // a port number
+		}
+		time.Sleep(time.Millisecond)
+	}
+	fmt.Printf("sent %d\n", sent)
+	return 0
+}
+
+// cpuTime is the CPU the test process has used so far.
+func cpuTime(b *testing.B) time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkFlushBurst ends n connections at once (conntrack -F), the

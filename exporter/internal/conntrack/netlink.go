@@ -78,21 +78,54 @@ func (k *netlinkKernel) close() error {
 	return errors.Join(k.events.close(), k.dumps.close())
 }
 
+// maxDrain bounds the datagrams one receive reads: after the first, it
+// reads what is already waiting without sleeping, so that a busy socket
+// costs one wake-up of the reader and of Run per batch, not per event.
+const maxDrain = 256
+
 func (k *netlinkKernel) receive(dst []sample) ([]sample, error) {
-	n, err := k.events.recv(k.evBuf)
-	if err != nil {
-		switch {
-		case k.closed.Load():
-			return dst, errClosed
-		case errors.Is(err, unix.ENOBUFS):
-			return dst, errOverrun
+	var bad *decodeError
+	for i := range maxDrain {
+		var n int
+		var err error
+		if i == 0 {
+			n, err = k.events.recv(k.evBuf)
+		} else {
+			n, err = k.events.tryRecv(k.evBuf)
 		}
-		return dst, fmt.Errorf("conntrack: receive events: %w", err)
+		if err != nil {
+			switch {
+			case k.closed.Load():
+				return dst, errClosed
+			case errors.Is(err, unix.EAGAIN):
+			case errors.Is(err, unix.ENOBUFS):
+				return dst, errOverrun
+			default:
+				return dst, fmt.Errorf("conntrack: receive events: %w", err)
+			}
+			break
+		}
+		dst = k.decodeEvents(dst, n, &bad)
+	}
+	if bad != nil {
+		return dst, bad
+	}
+	return dst, nil
+}
+
+// decodeEvents appends the destroy events of the datagram of n bytes in
+// evBuf to dst, noting what it cannot decode in *bad.
+func (k *netlinkKernel) decodeEvents(dst []sample, n int, bad **decodeError) []sample {
+	note := func(err error) {
+		if *bad == nil {
+			*bad = &decodeError{err: err}
+		}
+		(*bad).n++
 	}
 	if n > len(k.evBuf) {
-		return dst, &decodeError{n: 1, err: fmt.Errorf("event datagram of %d bytes cut to %d", n, len(k.evBuf))}
+		note(fmt.Errorf("event datagram of %d bytes cut to %d", n, len(k.evBuf)))
+		return dst
 	}
-	var bad *decodeError
 	ms := messages{b: k.evBuf[:n]}
 	for ms.next() {
 		body, ok := ms.m.conntrack(msgCTDelete)
@@ -102,19 +135,13 @@ func (k *netlinkKernel) receive(dst []sample) ([]sample, error) {
 		dst = append(dst, sample{})
 		if err := parseConn(body, &dst[len(dst)-1]); err != nil {
 			dst = dst[:len(dst)-1]
-			if bad == nil {
-				bad = &decodeError{err: err}
-			}
-			bad.n++
+			note(err)
 		}
 	}
-	if ms.err != nil && bad == nil {
-		bad = &decodeError{n: 1, err: ms.err}
+	if ms.err != nil {
+		note(ms.err)
 	}
-	if bad != nil {
-		return dst, bad
-	}
-	return dst, nil
+	return dst
 }
 
 // dump reads the whole table. Entries that cannot be decoded are counted

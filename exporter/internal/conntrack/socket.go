@@ -57,6 +57,18 @@ func (s *nlSocket) recv(buf []byte) (int, error) {
 	return s.n, s.err
 }
 
+// tryRecv reads one datagram if one is waiting; unix.EAGAIN if none.
+func (s *nlSocket) tryRecv(buf []byte) (int, error) {
+	var n int
+	var rerr error
+	if err := s.rc.Control(func(fd uintptr) {
+		n, _, rerr = unix.Recvfrom(int(fd), buf, unix.MSG_TRUNC|unix.MSG_DONTWAIT)
+	}); err != nil {
+		return 0, err
+	}
+	return n, rerr
+}
+
 func (s *nlSocket) close() error { return s.f.Close() }
 
 // setReadBuffer asks for n bytes of receive buffer, beyond rmem_max when
