@@ -61,7 +61,8 @@ func (s *sums) want(c Conn, op, ob, rp, rb uint64) {
 
 func dump(tr *tracker, entries ...sample) {
 	tr.beginDump()
-	tr.endDump(entries)
+	tr.dumpEntries(entries)
+	tr.endDump()
 }
 
 func TestBaselineThenCountFromZero(t *testing.T) {
@@ -147,7 +148,8 @@ func TestDestroyDuringDumpNotCountedTwice(t *testing.T) {
 	tr.destroy(&evA)
 	tr.destroy(&evB)
 	s.take(tr)
-	tr.endDump([]sample{at(a, 3, 300, 3, 300), at(b, 1, 100, 1, 100)})
+	tr.dumpEntries([]sample{at(a, 3, 300, 3, 300), at(b, 1, 100, 1, 100)})
+	tr.endDump()
 	s.take(tr)
 	s.want(a, 5, 500, 5, 500)
 	s.want(b, 2, 200, 2, 200)
@@ -305,7 +307,7 @@ func TestHeldDestroyNotReconciledAsLost(t *testing.T) {
 	tr.beginDump()
 	ev := at(c, 13, 1300, 2, 120)
 	tr.destroy(&ev)
-	tr.endDump(nil)
+	tr.endDump()
 	s.take(tr)
 	s.want(c, 13, 1300, 2, 120)
 	if st.lost.Load() != 0 {
