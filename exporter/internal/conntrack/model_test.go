@@ -40,7 +40,7 @@ func runModel(t *testing.T, seed uint64) {
 	finals := map[key]int{}
 	take := func() {
 		for _, d := range tr.out {
-			k := key{id: d.ID, proto: d.Proto, zone: d.Zone, orig: d.Orig}
+			k := d.key()
 			v := counted[k]
 			v[0] += d.OrigPackets
 			v[1] += d.OrigBytes
