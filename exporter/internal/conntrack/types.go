@@ -35,7 +35,8 @@ type Delta struct {
 	Conn
 	OrigPackets, OrigBytes, ReplyPackets, ReplyBytes uint64
 	// Final is true when the connection ended (a destroy event): nothing
-	// more will be reported for it.
+	// more will be reported for it. A final delta is emitted even when it
+	// is zero; other deltas never are.
 	Final bool
 }
 
