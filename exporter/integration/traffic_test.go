@@ -216,7 +216,9 @@ type expectation struct {
 // TestExactCounts sends TCP, UDP and ICMP over IPv4 and IPv6 between two
 // pod namespaces through the node namespace, and checks that podflow's
 // counters equal what was sent and what the kernel counted.
-func TestExactCounts(t *testing.T) {
+func TestExactCounts(t *testing.T) { eachMode(t, testExactCounts) }
+
+func testExactCounts(t *testing.T, m captureMode) {
 	tp := newTopology(t)
 	// Resolve the neighbours first, so that no SYN waits for them and is
 	// retransmitted (without conntrack, each SYN counts as a connection).
@@ -228,7 +230,7 @@ func TestExactCounts(t *testing.T) {
 	if out, err := nftApply(tp.server, serverCounters); err != nil {
 		t.Fatalf("loading the test's counters: %v: %s", err, out)
 	}
-	d := startPodflow(t, tp.node, "127.0.0.1:9810")
+	d := startPodflow(t, tp.node, "127.0.0.1:9810", m.flags()...)
 	d.waitReady()
 
 	serveTCP(t, tp.server, tcp4Port, 3000)
@@ -325,6 +327,18 @@ func TestExactCounts(t *testing.T) {
 			)
 		}
 		want = append(want, expectation{name: f.name + " connections", metric: "podflow_connections_total", labels: labels(f.port, f.proto, ""), want: f.conns})
+	}
+	if m == connectionMode {
+		// The node namespace had accounting off, and podflow could not
+		// write the sysctl (read-only, as in a container): its table
+		// switched accounting on.
+		want = append(want,
+			expectation{name: "connection mode", metric: "podflow_capture_mode", labels: map[string]string{"mode": "connection"}, want: 1},
+			expectation{name: "accounting on, by podflow", metric: "podflow_conntrack_accounting_enabled", labels: map[string]string{"by_podflow": "true"}, want: 1},
+			expectation{name: "no overruns", metric: "podflow_conntrack_overruns_total"},
+			expectation{name: "no connection lost", metric: "podflow_conntrack_connections_lost_total"},
+			expectation{name: "no update dropped", metric: "podflow_conntrack_updates_dropped_total", labels: map[string]string{"reason": "queue_full"}},
+		)
 	}
 	want = append(want,
 		expectation{name: "no loss", metric: "podflow_capture_packets_lost_total"},
