@@ -81,6 +81,21 @@ e2e-datapath: build e2e-tools ## The data-path e2e scenarios again: kube-proxy i
 
 TEST_TARGETS += e2e-datapath
 
+# The exact-count scenarios once more with podflow in connection mode
+# (--capture.mode=connection: the table logs what starts a connection,
+# conntrack's accounting brings the bytes and packets), on the routed fabric
+# with kube-proxy in nftables mode; e2e-datapath covers the other kube-proxy
+# mode and fabric. Prometheus only scrapes.
+E2E_CONNECTION_TESTS := $(E2E_DATAPATH_TESTS)|TestRecurringFlowIsCountedInFull
+
+.PHONY: e2e-connection
+e2e-connection: build e2e-tools ## The exact-count e2e scenarios with podflow in connection mode (conntrack accounting), kube-proxy nftables, routed fabric (root).
+	@echo ">> e2e-connection: podflow in connection mode, kube-proxy nftables mode, routed fabric"
+	cd e2e && E2E_CAPTURE_MODE=connection E2E_PROXY_MODE=nftables E2E_FABRIC=routed E2E_SCRAPE_ONLY=1 ALERTMANAGER=$(E2E_ALERTMANAGER) \
+		$(GO) test -count=1 -timeout 15m -v -run '^($(E2E_CONNECTION_TESTS))' .
+
+TEST_TARGETS += e2e-connection
+
 DEMO_FLAGS ?=
 
 .PHONY: demo
