@@ -61,6 +61,14 @@ type Config struct {
 	// the Service a client dialled can be named on kernels whose NFLOG
 	// carries no conntrack tuple.
 	PreDNAT bool
+	// Connection builds the table of connection mode: it logs only the
+	// packets that start something (the one packet that creates a
+	// connection's conntrack entry, prefix PrefixNew) and the packets
+	// conntrack does not count (untracked or invalid, PrefixUntracked).
+	// Tracked traffic is counted from conntrack's accounting instead, so
+	// every packet of a confirmed connection leaves the table at its
+	// first rule.
+	Connection bool
 }
 
 // Overlay is one encapsulation that is excluded from logging: packets of IP

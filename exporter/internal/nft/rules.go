@@ -115,10 +115,16 @@ func (s *spec) addPreDNAT(cfg *Config) {
 			Priority: nftables.ChainPriorityRef(preDNATPriority), Policy: &accept,
 		}
 		s.chains = append(s.chains, chain)
+		var rules [][]expr.Any
+		if cfg.Connection {
+			// As in the base chains: confirmed connections leave first.
+			rules = append(rules, append(ctStatus(ipsConfirmed, true), &expr.Verdict{Kind: expr.VerdictReturn}))
+		}
 		// Loopback traffic is never logged after DNAT either.
-		s.rules = append(s.rules, &nftables.Rule{Table: s.table, Chain: chain, Exprs: loopbackReturn(c.ifname)})
-		s.rules = append(s.rules, &nftables.Rule{Table: s.table, Chain: chain,
-			Exprs: append(ctStatus(ipsConfirmed, false), logTo(cfg, PrefixPreDNAT))})
+		rules = append(rules, loopbackReturn(c.ifname), append(ctStatus(ipsConfirmed, false), logTo(cfg, PrefixPreDNAT)))
+		for _, exprs := range rules {
+			s.rules = append(s.rules, &nftables.Rule{Table: s.table, Chain: chain, Exprs: exprs})
+		}
 	}
 }
 
@@ -164,15 +170,25 @@ const (
 // (linux/netfilter/nf_conntrack_common.h): the entry is in the table.
 const ipsConfirmed = 1 << 3
 
-// chainRules returns the rules of one base chain, in order: loopback,
-// overlays, sampling, the goto for destination-NATed connections, then the
-// log rules, one per conntrack state, each ending in return so that a
-// packet is logged exactly once. None of them sets a
+// chainRules returns the rules of one base chain, in order: (in
+// connection mode, confirmed connections first), loopback, overlays,
+// sampling, the goto for destination-NATed connections, then the log
+// rules, one per conntrack state, each ending in return so that a packet
+// is logged exactly once. None of them sets a
 // verdict other than return, which in a base chain applies the chain's
 // policy, accept.
 func chainRules(cfg *Config, ifname expr.MetaKey) [][]expr.Any {
 	ret := &expr.Verdict{Kind: expr.VerdictReturn}
-	rules := [][]expr.Any{loopbackReturn(ifname)}
+	var rules [][]expr.Any
+	if cfg.Connection {
+		// Connection mode: conntrack counts every packet of a confirmed
+		// connection, so they leave first, at the cost of one rule. Only
+		// a connection's first packet (unconfirmed) and packets without
+		// a connection (untracked, invalid: loading their status ends
+		// the rule without a match) go on.
+		rules = append(rules, append(ctStatus(ipsConfirmed, true), ret))
+	}
+	rules = append(rules, loopbackReturn(ifname))
 	for _, o := range cfg.Overlays {
 		r := []expr.Any{
 			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
@@ -250,12 +266,17 @@ func logTo(cfg *Config, prefix string) *expr.Log {
 
 // stateRules are the log rules of tracked packets, one per conntrack
 // state and direction, each ending in return; flags follow the state
-// letter of each prefix.
+// letter of each prefix. In connection mode only the first, for the
+// packet that creates a connection's entry.
 func stateRules(cfg *Config, flags string) [][]expr.Any {
 	ret := &expr.Verdict{Kind: expr.VerdictReturn}
 	// ct status ! confirmed: only the packet that created the entry sees
 	// it unconfirmed, in the original direction.
 	rules := [][]expr.Any{append(ctStatus(ipsConfirmed, false), logTo(cfg, PrefixNew+flags), ret)}
+	if cfg.Connection {
+		// Every later packet of the connection is conntrack's to count.
+		return rules
+	}
 	// ct direction original / reply: loading the direction of a packet
 	// without a connection (untracked, invalid) ends the rule without a
 	// match, so such packets reach the last rule.

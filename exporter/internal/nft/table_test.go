@@ -20,9 +20,18 @@ import (
 var update = flag.Bool("update", false, "rewrite the golden testdata/*.nft files")
 
 func TestRulesOnlyReturn(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.SampleRate = 3
-	for _, r := range buildSpec(&cfg).rules {
+	for _, connection := range []bool{false, true} {
+		cfg := DefaultConfig()
+		cfg.SampleRate = 3
+		cfg.PreDNAT = true
+		cfg.Connection = connection
+		rulesOnlyReturn(t, &cfg)
+	}
+}
+
+func rulesOnlyReturn(t *testing.T, cfg *Config) {
+	t.Helper()
+	for _, r := range buildSpec(cfg).rules {
 		for _, e := range r.Exprs {
 			v, ok := e.(*expr.Verdict)
 			switch {
@@ -77,6 +86,17 @@ func TestInstallGolden(t *testing.T) {
 		{"default.nft", DefaultConfig},
 		{"services.nft", func() Config {
 			c := DefaultConfig()
+			c.PreDNAT = true
+			return c
+		}},
+		{"connection.nft", func() Config {
+			c := DefaultConfig()
+			c.Connection = true
+			return c
+		}},
+		{"connection-services.nft", func() Config {
+			c := DefaultConfig()
+			c.Connection = true
 			c.PreDNAT = true
 			return c
 		}},
