@@ -104,6 +104,9 @@ type Env struct {
 	cleanups []func()
 	closed   bool
 	stopSig  func()
+
+	// scrapePauses counts the PauseScrapes in force (under mu).
+	scrapePauses int
 }
 
 // New creates the fabric and the control plane. Close undoes everything,
