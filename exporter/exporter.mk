@@ -36,6 +36,12 @@ fuzz-capture: ## Fuzz the NFLOG batch parser briefly (FUZZTIME, default 20s).
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(or $(FUZZTIME),20s) ./exporter/internal/capture
 fuzz: fuzz-capture
 
+# Connection accounting from conntrack (exporter/internal/conntrack).
+.PHONY: fuzz-conntrack
+fuzz-conntrack: ## Fuzz the ctnetlink decoder against ti-mo/conntrack briefly (FUZZTIME, default 20s).
+	$(GO) test -run '^$$' -fuzz '^FuzzParseConn$$' -fuzztime $(or $(FUZZTIME),20s) ./exporter/internal/conntrack
+fuzz: fuzz-conntrack
+
 .PHONY: bench-system
 bench-system: ## System benchmark of capture (root): forwarded vs counted packets, CPU µs per packet and drain rate, podflow vs bare go-nflog.
 	mkdir -p $(BIN_DIR)
