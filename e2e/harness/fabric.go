@@ -108,5 +108,8 @@ func (e *Env) attach(ns *NetNS, port, v4, v6 string) error {
 			return fmt.Errorf("attach %s: %w", ns.Name, err)
 		}
 	}
+	if err := e.wireOnly(ns); err != nil {
+		return err
+	}
 	return nil
 }

@@ -295,6 +295,23 @@ func (e *Env) wirePod(p *Pod) error {
 			return err
 		}
 	}
+	return e.wireOnly(ns)
+}
+
+// wireOnly turns segmentation offload off on ns's eth0 in connection
+// mode. Conntrack's accounting counts the packets the kernel handles, and
+// a socket behind a link with TSO or GSO hands it super-packets of up to
+// 64 KiB, each one packet there; packet mode counts the wire packets each
+// stands for (package offload), connection mode cannot (docs/architecture.md,
+// "Connection mode"). With offload off at every sender, the packets
+// conntrack counts are the wire's, and the exact sums hold in both modes.
+func (e *Env) wireOnly(ns *NetNS) error {
+	if !e.ConnectionMode() {
+		return nil
+	}
+	if out, err := ns.Exec("ethtool", "-K", "eth0", "tso", "off", "gso", "off"); err != nil {
+		return fmt.Errorf("ethtool(8), Debian package ethtool, -K eth0 in %s: %w: %s", ns.Name, err, out)
+	}
 	return nil
 }
 
