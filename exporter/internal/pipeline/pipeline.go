@@ -71,7 +71,8 @@ type Stats struct {
 	// QueueFull counts packets dropped because the queue was full.
 	QueueFull uint64
 	// NotSynced counts packets dropped while the source of identity had
-	// not synced yet.
+	// not synced yet, as the pair counters would have counted them: wire
+	// packets, times the sample rate.
 	NotSynced uint64
 	// DecodeErrors counts undecodable packets, indexed by decode.Reason.
 	DecodeErrors []uint64
@@ -267,7 +268,11 @@ func (p *Pipeline) flushPartial() {
 // process attributes a batch, adds it to the table and recycles it.
 func (p *Pipeline) process(b *batch) {
 	if !p.cfg.Synced() {
-		p.notSynced.Add(uint64(b.n)) //nolint:gosec // 0 <= b.n <= BatchSize
+		n := uint64(0)
+		for i := range b.n {
+			n += uint64(b.flows[i].Packets)
+		}
+		p.notSynced.Add(n * scaleOf(p.cfg.SampleRate))
 		p.recycle(b)
 		return
 	}
@@ -302,3 +307,7 @@ func (p *Pipeline) Stats() Stats {
 	}
 	return s
 }
+
+// scaleOf is how many packets one logged packet stands for at a 1-in-rate
+// sampling rate.
+func scaleOf(rate uint32) uint64 { return max(uint64(rate), 1) }
