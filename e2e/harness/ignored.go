@@ -15,7 +15,10 @@ import (
 // scrapes, which the control-plane node initiates and which no podflow
 // reports. The kernel counts the scrapes (nftables counters at input and
 // postrouting, where podflow logs), so the net value moves only with
-// scenario traffic.
+// scenario traffic. podflow counts a segmentation offload super-packet as
+// the wire packets it stands for (package offload), and a scrape's
+// answer leaves in super-packets: the counters sort the scrapes' packets
+// by length into what each stands for on the fabric's links.
 type IgnoredMeter struct {
 	env   *Env
 	node  *Node
@@ -37,9 +40,9 @@ func (e *Env) NewIgnoredMeter(n *Node) (*IgnoredMeter, error) {
 		"  set pairs4 { type ipv4_addr . ipv4_addr . inet_proto; flags dynamic; counter; size 65535; }\n" +
 		"  set pairs6 { type ipv6_addr . ipv6_addr . inet_proto; flags dynamic; counter; size 65535; }\n" +
 		"  chain input { type filter hook input priority 0; policy accept;\n" +
-		"    ip saddr " + cpV4 + " tcp dport 9810 counter\n" + pairs + "  }\n" +
+		wireRules("ip saddr "+cpV4+" tcp dport 9810") + pairs + "  }\n" +
 		"  chain postrouting { type filter hook postrouting priority 0; policy accept;\n" +
-		"    ip daddr " + cpV4 + " tcp sport 9810 counter\n" + pairs + "  }\n}\n"
+		wireRules("ip daddr "+cpV4+" tcp sport 9810") + pairs + "  }\n}\n"
 	if err := n.NS.Nft(rs); err != nil {
 		return nil, err
 	}
@@ -48,20 +51,49 @@ func (e *Env) NewIgnoredMeter(n *Node) (*IgnoredMeter, error) {
 	return m, nil
 }
 
+// fabricMTU is the MTU of every node's link to the fabric (attach leaves
+// the veth's default), the one a scrape's packets cross.
+const fabricMTU = 1500
+
+// scrapeHeader is the length of a scrape packet's headers: IPv4 and TCP
+// with the timestamp option, which Linux uses on both ends.
+const scrapeHeader = 20 + 32
+
+// wireRules counts the packets that match match by the wire packets each
+// stands for, as podflow does (package offload: n = ceil((L - H) / (MTU -
+// H)) for an L3 length L over the header length H): a rule per n, whose
+// comment is n. A long packet with other headers has a rule of its own
+// (n = 0), which scrapes reports as an error.
+func wireRules(match string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "    %s meta length <= %d counter comment \"w1\"\n", match, fabricMTU)
+	per := fabricMTU - scrapeHeader
+	for n := 2; scrapeHeader+(n-1)*per < 65536; n++ {
+		fmt.Fprintf(&b, "    %s tcp doff 8 meta length %d-%d counter comment \"w%d\"\n", match, scrapeHeader+(n-1)*per+1, scrapeHeader+n*per, n)
+	}
+	fmt.Fprintf(&b, "    %s tcp doff != 8 meta length > %d counter comment \"w0\"\n", match, fabricMTU)
+	return b.String()
+}
+
 var (
-	packetsRE = regexp.MustCompile(`(?m)^\s*ip6? [sd]addr .* counter packets (\d+) bytes`)
+	wireRE    = regexp.MustCompile(`counter packets (\d+) bytes \d+ comment "w(\d+)"`)
 	elementRE = regexp.MustCompile(`([0-9a-f:.]+ \. [0-9a-f:.]+ \. [a-z0-9-]+) counter packets (\d+)`)
 )
 
+// scrapes returns the scrapes' packets as podflow counts them.
 func (m *IgnoredMeter) scrapes() (int, error) {
 	out, err := m.node.NS.Exec("nft", "list", "table", "inet", m.table)
 	if err != nil {
 		return 0, err
 	}
 	total := 0
-	for _, s := range packetsRE.FindAllStringSubmatch(out, -1) {
+	for _, s := range wireRE.FindAllStringSubmatch(out, -1) {
 		v, _ := strconv.Atoi(s[1])
-		total += v
+		n, _ := strconv.Atoi(s[2])
+		if n == 0 && v > 0 {
+			return 0, fmt.Errorf("%d scrape packets on %s longer than the MTU with TCP headers of another length than the meter knows", v, m.node.Name)
+		}
+		total += n * v
 	}
 	return total, nil
 }
