@@ -26,7 +26,17 @@ type IgnoredMeter struct {
 	// marked is what the kernel saw per address pair at Mark, to name
 	// the packets when a delta is off.
 	marked map[string]int
+	// seen is the scrapes' count last read, and changed when it last
+	// changed.
+	seen    int
+	changed time.Time
 }
+
+// deliveryDelay bounds how long after the kernel counted a packet podflow
+// has counted it too: NFLOG holds a packet up to its flush timeout (one
+// second by default) until the queue threshold fills, and podflow's
+// pipeline flushes a partial batch every 200 ms.
+const deliveryDelay = 1500 * time.Millisecond
 
 var ignoredRE = regexp.MustCompile(`(?m)^podflow_packets_ignored_total\{reason="other_node_reports"\} (\S+)$`)
 
@@ -99,13 +109,22 @@ func (m *IgnoredMeter) scrapes() (int, error) {
 }
 
 // read returns ignored minus scrapes once no scrape packet arrived while
-// podflow's counter was read. podflow is read from the node's own address:
-// that connection is the node's own, which it reports, never ignores.
+// podflow's counter was read, nor for deliveryDelay before. podflow is
+// read from the node's own address: that connection is the node's own,
+// which it reports, never ignores.
 func (m *IgnoredMeter) read(ctx context.Context) (int, error) {
-	for i := 0; i < 50; i++ {
+	for i := 0; i < 100; i++ {
 		before, err := m.scrapes()
 		if err != nil {
 			return 0, err
+		}
+		if before != m.seen || m.changed.IsZero() {
+			m.seen, m.changed = before, time.Now()
+		}
+		if time.Since(m.changed) < deliveryDelay {
+			// podflow may not have counted the last scrape yet.
+			time.Sleep(200 * time.Millisecond)
+			continue
 		}
 		code, body, err := m.env.HTTPGet(ctx, m.node.NS, "http://"+m.node.MetricsAddr()+"/metrics")
 		if err != nil || code != 200 {
@@ -139,6 +158,11 @@ func (m *IgnoredMeter) Settled(ctx context.Context) (int, error) {
 	const settleFor = 5 * time.Second
 	deadline := time.Now().Add(60 * time.Second)
 	last, since := 0, time.Time{}
+	start, err := m.pairs()
+	if err != nil {
+		return 0, err
+	}
+	var values []int
 	for time.Now().Before(deadline) {
 		v, err := m.read(ctx)
 		if err != nil {
@@ -147,12 +171,13 @@ func (m *IgnoredMeter) Settled(ctx context.Context) (int, error) {
 		switch {
 		case since.IsZero() || v != last:
 			last, since = v, time.Now()
+			values = append(values, v)
 		case time.Since(since) >= settleFor:
 			return v, nil
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	return 0, fmt.Errorf("podflow on %s: other_node_reports never settled", m.node.Name)
+	return 0, fmt.Errorf("podflow on %s: other_node_reports never settled: net values %v; the kernel saw meanwhile:%s", m.node.Name, values, m.changesSince(start))
 }
 
 // pairs returns the kernel's packet counts per source, destination and
@@ -182,14 +207,18 @@ func (m *IgnoredMeter) Mark(ctx context.Context) (int, error) {
 }
 
 // changes lists the pairs whose packets the kernel saw since Mark.
-func (m *IgnoredMeter) changes() string {
+func (m *IgnoredMeter) changes() string { return m.changesSince(m.marked) }
+
+// changesSince lists the pairs whose packets the kernel saw since it
+// counted then.
+func (m *IgnoredMeter) changesSince(then map[string]int) string {
 	now, err := m.pairs()
 	if err != nil {
 		return err.Error()
 	}
 	var b strings.Builder
 	for k, v := range now {
-		if d := v - m.marked[k]; d != 0 {
+		if d := v - then[k]; d != 0 {
 			fmt.Fprintf(&b, "\n    %s: %d packets", k, d)
 		}
 	}
