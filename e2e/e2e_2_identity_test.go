@@ -128,16 +128,10 @@ func TestIPReuse(t *testing.T) {
 }
 
 // TestHostNetworkPod: a hostNetwork pod shares its node's addresses and
-// its traffic is the node's (kind Node, workload the node name).
+// its traffic is the node's (kind Node, workload the node name), over
+// IPv4 and IPv6, to a pod on another node.
 func TestHostNetworkPod(t *testing.T) {
 	s := sandbox(t)
-	if s.Env.FabricMode == harness.FabricOverlay {
-		// On a VXLAN overlay a node's own traffic to a pod on another node
-		// leaves from the tunnel device's address (the first address of the
-		// node's pod CIDR, as under flannel), which podflow does not name
-		// as the node yet (docs/kubernetes.md, data paths).
-		t.Skip("overlay fabric: a node's tunnel address is not attributed to its node yet")
-	}
 	ctx := context.Background()
 	e := s.Env
 	n1 := s.Nodes[0]
@@ -155,12 +149,18 @@ func TestHostNetworkPod(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(2 * time.Second) // the informer learns the pod
-	if err := harness.SendUDP(ctx, p.NS, netip.AddrPortFrom(dst.IPv4, port), count, payload, true); err != nil {
-		t.Fatal(err)
+	// Over the overlay fabric the datagrams leave from the VXLAN device's
+	// addresses (the first of each of the node's pod CIDRs), over the
+	// routed one from the node's own: both name the node.
+	size := 0
+	for _, a := range []netip.Addr{dst.IPv4, dst.IPv6} {
+		if err := harness.SendUDP(ctx, p.NS, netip.AddrPortFrom(a, port), count, payload, true); err != nil {
+			t.Fatal(err)
+		}
+		size += harness.UDPBytes(a, payload)
 	}
 	node := &harness.Workload{Name: n1.Name, Kind: "Node"}
-	size := harness.UDPBytes(dst.IPv4, payload)
-	expectPair(t, e, node, s.Workloads["shop/checkout"], port, "UDP", count, count*size, count, count*size, 1)
+	expectPair(t, e, node, s.Workloads["shop/checkout"], port, "UDP", 2*count, count*size, 2*count, count*size, 2)
 	q := fmt.Sprintf(`count(podflow_packets_total{source_workload="host-agent",destination_port="%d"})`, port)
 	if v, ok, err := e.QueryValue(ctx, q); err != nil || ok {
 		t.Errorf("%s = %v %v %v: a hostNetwork pod was named instead of its node", q, v, ok, err)

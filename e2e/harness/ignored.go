@@ -15,7 +15,10 @@ import (
 // scrapes, which the control-plane node initiates and which no podflow
 // reports. The kernel counts the scrapes (nftables counters at input and
 // postrouting, where podflow logs), so the net value moves only with
-// scenario traffic.
+// scenario traffic. podflow counts a segmentation offload super-packet as
+// the wire packets it stands for (package offload), and a scrape's
+// answer leaves in super-packets: the counters sort the scrapes' packets
+// by length into what each stands for on the fabric's links.
 type IgnoredMeter struct {
 	env   *Env
 	node  *Node
@@ -23,7 +26,17 @@ type IgnoredMeter struct {
 	// marked is what the kernel saw per address pair at Mark, to name
 	// the packets when a delta is off.
 	marked map[string]int
+	// seen is the scrapes' count last read, and changed when it last
+	// changed.
+	seen    int
+	changed time.Time
 }
+
+// deliveryDelay bounds how long after the kernel counted a packet podflow
+// has counted it too: NFLOG holds a packet up to its flush timeout (one
+// second by default) until the queue threshold fills, and podflow's
+// pipeline flushes a partial batch every 200 ms.
+const deliveryDelay = 1500 * time.Millisecond
 
 var ignoredRE = regexp.MustCompile(`(?m)^podflow_packets_ignored_total\{reason="other_node_reports"\} (\S+)$`)
 
@@ -37,9 +50,9 @@ func (e *Env) NewIgnoredMeter(n *Node) (*IgnoredMeter, error) {
 		"  set pairs4 { type ipv4_addr . ipv4_addr . inet_proto; flags dynamic; counter; size 65535; }\n" +
 		"  set pairs6 { type ipv6_addr . ipv6_addr . inet_proto; flags dynamic; counter; size 65535; }\n" +
 		"  chain input { type filter hook input priority 0; policy accept;\n" +
-		"    ip saddr " + cpV4 + " tcp dport 9810 counter\n" + pairs + "  }\n" +
+		wireRules("ip saddr "+cpV4+" tcp dport 9810") + pairs + "  }\n" +
 		"  chain postrouting { type filter hook postrouting priority 0; policy accept;\n" +
-		"    ip daddr " + cpV4 + " tcp sport 9810 counter\n" + pairs + "  }\n}\n"
+		wireRules("ip daddr "+cpV4+" tcp sport 9810") + pairs + "  }\n}\n"
 	if err := n.NS.Nft(rs); err != nil {
 		return nil, err
 	}
@@ -48,32 +61,70 @@ func (e *Env) NewIgnoredMeter(n *Node) (*IgnoredMeter, error) {
 	return m, nil
 }
 
+// fabricMTU is the MTU of every node's link to the fabric (attach leaves
+// the veth's default), the one a scrape's packets cross.
+const fabricMTU = 1500
+
+// scrapeHeader is the length of a scrape packet's headers: IPv4 and TCP
+// with the timestamp option, which Linux uses on both ends.
+const scrapeHeader = 20 + 32
+
+// wireRules counts the packets that match match by the wire packets each
+// stands for, as podflow does (package offload: n = ceil((L - H) / (MTU -
+// H)) for an L3 length L over the header length H): a rule per n, whose
+// comment is n. A long packet with other headers has a rule of its own
+// (n = 0), which scrapes reports as an error.
+func wireRules(match string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "    %s meta length <= %d counter comment \"w1\"\n", match, fabricMTU)
+	per := fabricMTU - scrapeHeader
+	for n := 2; scrapeHeader+(n-1)*per < 65536; n++ {
+		fmt.Fprintf(&b, "    %s tcp doff 8 meta length %d-%d counter comment \"w%d\"\n", match, scrapeHeader+(n-1)*per+1, scrapeHeader+n*per, n)
+	}
+	fmt.Fprintf(&b, "    %s tcp doff != 8 meta length > %d counter comment \"w0\"\n", match, fabricMTU)
+	return b.String()
+}
+
 var (
-	packetsRE = regexp.MustCompile(`(?m)^\s*ip6? [sd]addr .* counter packets (\d+) bytes`)
+	wireRE    = regexp.MustCompile(`counter packets (\d+) bytes \d+ comment "w(\d+)"`)
 	elementRE = regexp.MustCompile(`([0-9a-f:.]+ \. [0-9a-f:.]+ \. [a-z0-9-]+) counter packets (\d+)`)
 )
 
+// scrapes returns the scrapes' packets as podflow counts them.
 func (m *IgnoredMeter) scrapes() (int, error) {
 	out, err := m.node.NS.Exec("nft", "list", "table", "inet", m.table)
 	if err != nil {
 		return 0, err
 	}
 	total := 0
-	for _, s := range packetsRE.FindAllStringSubmatch(out, -1) {
+	for _, s := range wireRE.FindAllStringSubmatch(out, -1) {
 		v, _ := strconv.Atoi(s[1])
-		total += v
+		n, _ := strconv.Atoi(s[2])
+		if n == 0 && v > 0 {
+			return 0, fmt.Errorf("%d scrape packets on %s longer than the MTU with TCP headers of another length than the meter knows", v, m.node.Name)
+		}
+		total += n * v
 	}
 	return total, nil
 }
 
 // read returns ignored minus scrapes once no scrape packet arrived while
-// podflow's counter was read. podflow is read from the node's own address:
-// that connection is the node's own, which it reports, never ignores.
+// podflow's counter was read, nor for deliveryDelay before. podflow is
+// read from the node's own address: that connection is the node's own,
+// which it reports, never ignores.
 func (m *IgnoredMeter) read(ctx context.Context) (int, error) {
-	for i := 0; i < 50; i++ {
+	for i := 0; i < 100; i++ {
 		before, err := m.scrapes()
 		if err != nil {
 			return 0, err
+		}
+		if before != m.seen || m.changed.IsZero() {
+			m.seen, m.changed = before, time.Now()
+		}
+		if time.Since(m.changed) < deliveryDelay {
+			// podflow may not have counted the last scrape yet.
+			time.Sleep(200 * time.Millisecond)
+			continue
 		}
 		code, body, err := m.env.HTTPGet(ctx, m.node.NS, "http://"+m.node.MetricsAddr()+"/metrics")
 		if err != nil || code != 200 {
@@ -107,6 +158,11 @@ func (m *IgnoredMeter) Settled(ctx context.Context) (int, error) {
 	const settleFor = 5 * time.Second
 	deadline := time.Now().Add(60 * time.Second)
 	last, since := 0, time.Time{}
+	start, err := m.pairs()
+	if err != nil {
+		return 0, err
+	}
+	var values []int
 	for time.Now().Before(deadline) {
 		v, err := m.read(ctx)
 		if err != nil {
@@ -115,12 +171,13 @@ func (m *IgnoredMeter) Settled(ctx context.Context) (int, error) {
 		switch {
 		case since.IsZero() || v != last:
 			last, since = v, time.Now()
+			values = append(values, v)
 		case time.Since(since) >= settleFor:
 			return v, nil
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	return 0, fmt.Errorf("podflow on %s: other_node_reports never settled", m.node.Name)
+	return 0, fmt.Errorf("podflow on %s: other_node_reports never settled: net values %v; the kernel saw meanwhile:%s", m.node.Name, values, m.changesSince(start))
 }
 
 // pairs returns the kernel's packet counts per source, destination and
@@ -155,14 +212,18 @@ func (m *IgnoredMeter) Mark(ctx context.Context) (int, error) {
 }
 
 // changes lists the pairs whose packets the kernel saw since Mark.
-func (m *IgnoredMeter) changes() string {
+func (m *IgnoredMeter) changes() string { return m.changesSince(m.marked) }
+
+// changesSince lists the pairs whose packets the kernel saw since it
+// counted then.
+func (m *IgnoredMeter) changesSince(then map[string]int) string {
 	now, err := m.pairs()
 	if err != nil {
 		return err.Error()
 	}
 	var b strings.Builder
 	for k, v := range now {
-		if d := v - m.marked[k]; d != 0 {
+		if d := v - then[k]; d != 0 {
 			fmt.Fprintf(&b, "\n    %s: %d packets", k, d)
 		}
 	}

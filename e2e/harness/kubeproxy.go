@@ -22,9 +22,15 @@ const (
 	kubeProxyMetricsAddr = "127.0.0.1:10249"
 )
 
-// clusterCIDRs covers every node's pod CIDR (AddNode): kube-proxy tells
-// pod traffic from other sources with it, and masquerades the others.
-const clusterCIDRs = "10.251.0.0/16,fd00:251::/48"
+// The cluster's pod CIDRs cover every node's (AddNode: 10.251.<i>.0/24
+// and fd00:251:<i>::/64): kube-proxy tells pod traffic from other sources
+// with them, and masquerades the others; the overlay masquerades what
+// leaves them.
+const (
+	clusterCIDR4 = "10.251.0.0/16"
+	clusterCIDR6 = "fd00:251::/32"
+	clusterCIDRs = clusterCIDR4 + "," + clusterCIDR6
+)
 
 func (e *Env) proxyMode() string {
 	if e.ProxyMode == "" {

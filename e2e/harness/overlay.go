@@ -102,20 +102,26 @@ func (e *Env) connectOverlay(n *Node) error {
 	}
 	// Pod traffic to anywhere outside the cluster leaves with the node's
 	// address (flannel's ip-masq): the fabric cannot route replies to pods.
-	// One table per family, as flannel's iptables and ip6tables rules are.
+	// One table per family, as flannel's iptables and ip6tables rules are,
+	// removed on teardown like the rest of the node.
+	e.AddCleanup(func() {
+		for _, family := range []string{"ip", "ip6"} {
+			_, _ = n.NS.Exec("nft", "delete", "table", family, overlayNATTable)
+		}
+	})
 	return n.NS.Nft(fmt.Sprintf(`table ip %[1]s {
   chain postrouting {
     type nat hook postrouting priority srcnat + 10; policy accept;
-    ip saddr 10.251.0.0/16 ip daddr != 10.251.0.0/16 oifname "eth0" masquerade
+    ip saddr %[2]s ip daddr != %[2]s oifname "eth0" masquerade
   }
 }
 table ip6 %[1]s {
   chain postrouting {
     type nat hook postrouting priority srcnat + 10; policy accept;
-    ip6 saddr fd00:251::/48 ip6 daddr != fd00:251::/48 oifname "eth0" masquerade
+    ip6 saddr %[3]s ip6 daddr != %[3]s oifname "eth0" masquerade
   }
 }
-`, overlayNATTable))
+`, overlayNATTable, clusterCIDR4, clusterCIDR6))
 }
 
 // podMTU is the MTU of a pod's interface: the overlay's encapsulation takes

@@ -5,6 +5,7 @@ import (
 	"math"
 	"net"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -135,8 +136,50 @@ func testSegmentationOffload(t *testing.T, m captureMode) {
 					t.Logf("%s: the veths merged few packets; the figures above hold no super-packets", tc.name)
 				}
 			}
+
+			// The same transfer seen by an instance that leaves it to
+			// node-1 (it runs on node-2): what it ignores is what node-1
+			// counted, wire packets too.
+			d.signal(syscall.SIGTERM)
+			if code := d.wait(30 * time.Second); code != 0 {
+				t.Fatalf("podflow exited with %d", code)
+			}
+			other := startPodflow(t, tp.node, "127.0.0.1:9810", "--kube.node-name=node-2")
+			other.waitReady()
+			before := readCounters(t, tp.server, "pfint_wire")["wire-original"].packets + readCounters(t, tp.client, "pfint_wire")["wire-reply"].packets
+			if got := tcpExchange(t, tp.client, net.JoinHostPort(serverV4, strconv.Itoa(port)), sent); got != reply {
+				t.Fatalf("reply of %d bytes, want %d", got, reply)
+			}
+			time.Sleep(300 * time.Millisecond) // the last FIN/ACK
+			onWire = readCounters(t, tp.server, "pfint_wire")["wire-original"].packets + readCounters(t, tp.client, "pfint_wire")["wire-reply"].packets - before
+			ignored := other.settledValue("podflow_packets_ignored_total", map[string]string{"reason": "other_node_reports"})
+			t.Logf("%s: node-2 ignored %d packets (%+.2f%%) for %d on the wire", tc.name, ignored, relErr(ignored, onWire), onWire)
+			if math.Abs(relErr(ignored, onWire)) > 1 {
+				t.Errorf("other_node_reports is more than 1%% off the wire")
+			}
 		})
 	}
+}
+
+// settledValue scrapes until a counter stops changing and returns it.
+func (d *daemon) settledValue(name string, match map[string]string) uint64 {
+	d.t.Helper()
+	read := func() uint64 {
+		mfs, _ := d.scrape()
+		v, _ := value(mfs, name, match)
+		return uint64(v)
+	}
+	last := read()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		time.Sleep(500 * time.Millisecond)
+		cur := read()
+		if cur == last && cur > 0 {
+			return cur
+		}
+		last = cur
+	}
+	return last
 }
 
 func relErr(got, want uint64) float64 {

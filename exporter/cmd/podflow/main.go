@@ -82,7 +82,7 @@ func run(args []string) int {
 		return 1
 	}
 
-	attr := attribute.New(ident, attribute.Config{Node: cfg.Kube.NodeName, Labels: cfg.Labels})
+	attr := attribute.New(ident, attribute.Config{Node: cfg.Kube.NodeName, Labels: cfg.Labels, SampleRate: cfg.Nftables.SampleRate})
 	links := offload.NewLinks()
 	if err := links.Refresh(); err != nil {
 		logger.Warn("cannot read the interfaces' MTUs; offload super-packets count as one packet until they can be read", "err", err)

@@ -77,12 +77,17 @@ type Config struct {
 	// a lone instance that reports every flow it sees.
 	Node   string
 	Labels Labels
+	// SampleRate is the kernel's 1-in-N sampling rate: the ignored
+	// counters count each flow's Packets SampleRate times, as the pair
+	// counters do, so that what one node leaves to another is what the
+	// other counts. 0 means 1.
+	SampleRate uint32
 }
 
-// Stats are the attribution self-metrics. They count the packets of the
-// flows (flow.Flow.Packets: wire packets, or a connection's packets read
-// from conntrack), so that what one node leaves to another is what the
-// other counts.
+// Stats are the attribution self-metrics. The packets not counted as
+// pairs (OtherNodeReports, LinkLocal, Multicast) count as the pair
+// counters would have: the wire packets each flow stands for
+// (flow.Flow.Packets), times the sample rate.
 type Stats struct {
 	// OtherNodeReports counts packets left to another node's instance.
 	OtherNodeReports uint64
@@ -90,8 +95,10 @@ type Stats struct {
 	// link-local traffic (neighbour discovery, router advertisements) and
 	// multicast or broadcast traffic belong to the link, not to a workload.
 	LinkLocal, Multicast uint64
-	// SourceMisses and DestinationMisses count packets whose initiator or
-	// responder no source of identity knew.
+	// SourceMisses and DestinationMisses count the packets of the flows
+	// (wire packets, or a conntrack delta's, not scaled by the sample
+	// rate) whose
+	// initiator or responder no source of identity knew.
 	SourceMisses, DestinationMisses uint64
 }
 
@@ -102,6 +109,7 @@ type Attributor struct {
 	services ServiceResolver // nil: Services by ClusterIP only
 	node     string
 	labels   Labels
+	scale    uint64
 
 	otherNode atomic.Uint64
 	linkLocal atomic.Uint64
@@ -112,7 +120,7 @@ type Attributor struct {
 
 // New returns an Attributor that looks addresses up in r.
 func New(r Resolver, cfg Config) *Attributor {
-	a := &Attributor{resolver: r, node: cfg.Node, labels: cfg.Labels}
+	a := &Attributor{resolver: r, node: cfg.Node, labels: cfg.Labels, scale: max(uint64(cfg.SampleRate), 1)}
 	a.services, _ = r.(ServiceResolver)
 	return a
 }
@@ -127,12 +135,12 @@ func New(r Resolver, cfg Config) *Attributor {
 func (a *Attributor) Attribute(f *flow.Flow, k *flow.Key) bool {
 	switch {
 	case isMulticast(f.Initiator) || isMulticast(f.Responder):
-		a.multicast.Add(uint64(f.Packets))
+		a.multicast.Add(a.packets(f))
 		return false
 	case f.Initiator.Is6() && f.Initiator.IsLinkLocalUnicast(), f.Responder.Is6() && f.Responder.IsLinkLocalUnicast():
 		// IPv4 link-local stays: 169.254.169.254 is the cloud metadata
 		// service, a destination a security team wants to see.
-		a.linkLocal.Add(uint64(f.Packets))
+		a.linkLocal.Add(a.packets(f))
 		return false
 	}
 	src, ok := a.resolver.Lookup(f.Initiator)
@@ -146,7 +154,7 @@ func (a *Attributor) Attribute(f *flow.Flow, k *flow.Key) bool {
 		dst = unknown(&dst)
 	}
 	if r := reporter(&src, &dst, f.DNAT, a.node); r != "" && a.node != "" && r != a.node {
-		a.otherNode.Add(uint64(f.Packets))
+		a.otherNode.Add(a.packets(f))
 		return false
 	}
 
@@ -196,6 +204,12 @@ func (a *Attributor) service(f *flow.Flow, dst *flow.Endpoint) string {
 		}
 	}
 	return ""
+}
+
+// packets is what f counts for in the ignored counters: its wire
+// packets, scaled by the sample rate, as in the pair counters.
+func (a *Attributor) packets(f *flow.Flow) uint64 {
+	return uint64(f.Packets) * a.scale
 }
 
 // isMulticast reports multicast and the IPv4 limited broadcast address.

@@ -246,6 +246,36 @@ func TestLinkScopedTrafficIsNotAPair(t *testing.T) {
 	}
 }
 
+// TestIgnoredCountsWirePackets: the ignored counters count what the pair
+// counters would have counted on the node that reports: each flow's wire
+// packets (the segments of an offload super-packet), times the sample
+// rate. The attribution misses count the flows' packets, not scaled.
+func TestIgnoredCountsWirePackets(t *testing.T) {
+	for _, rate := range []uint32{0, 1, 10} {
+		a := New(resolver, Config{Node: "node-a", SampleRate: rate})
+		var k flow.Key
+		// A pod on node-b to one on node-a: node-b reports it. Segments
+		// of 45 and 1 wire packets.
+		for _, packets := range []uint32{45, 1} {
+			f := flow.Flow{Initiator: ipDBB, Responder: ipFrontendA, Port: 443, Proto: flow.ProtoTCP, Packets: packets, Bytes: packets * 1500}
+			if a.Attribute(&f, &k) {
+				t.Fatalf("rate %d: node-a reports node-b's flow", rate)
+			}
+		}
+		mc := flow.Flow{Initiator: ipFrontendA, Responder: netip.MustParseAddr("224.0.0.251"), Port: 5353, Proto: flow.ProtoUDP, Packets: 3}
+		ll := flow.Flow{Initiator: netip.MustParseAddr("fe80::1"), Responder: netip.MustParseAddr("fe80::2"), Proto: flow.ProtoICMPv6, Packets: 2}
+		miss := flow.Flow{Initiator: ipStranger, Responder: ipFrontendA, Port: 80, Proto: flow.ProtoTCP, Packets: 7}
+		a.Attribute(&mc, &k)
+		a.Attribute(&ll, &k)
+		a.Attribute(&miss, &k)
+		n := uint64(max(rate, 1))
+		want := Stats{OtherNodeReports: 46 * n, Multicast: 3 * n, LinkLocal: 2 * n, SourceMisses: 7}
+		if got := a.Stats(); got != want {
+			t.Errorf("rate %d: stats %+v, want %+v", rate, got, want)
+		}
+	}
+}
+
 // frontends is a resolver that also knows the Services behind addresses
 // and ports dialled before DNAT.
 type frontends struct {

@@ -24,7 +24,8 @@ import (
 //     workloads[k] counts the pods whose endpoint is workload k, and
 //     dependent[o] holds the pods whose endpoint depends on owner o.
 //  2. claims[a] holds one claim per object that claims address a (see
-//     claimsOf), in the order the objects were last set.
+//     podClaim, setService and setNode: a node claims its addresses and
+//     its router addresses), in the order the objects were last set.
 //  3. addrs[a] is the endpoint of the claim of a that wins (see
 //     claim.beats), and absent when nothing claims a.
 //  4. nodeCIDRs and inCluster follow the nodes' pod CIDRs and the given
@@ -63,6 +64,9 @@ type rank uint8
 
 const (
 	rankNone rank = iota
+	// A node's router addresses (nodeInfo.routerIPs) are in part
+	// guessed from its pod CIDRs: everything else beats them.
+	rankNodeRouter
 	// A hostNetwork pod names its node, even when the node object lists
 	// no such address.
 	rankHostNetwork
@@ -479,6 +483,9 @@ func (ix *index) setNode(n *nodeInfo) {
 	for _, a := range n.ips {
 		ix.addClaim(a, claim{rank: rankNode, seq: n.seq, ep: ix.nodeEP(n.name), by: n})
 	}
+	for _, a := range n.routerIPs {
+		ix.addClaim(a, claim{rank: rankNodeRouter, seq: n.seq, ep: ix.nodeEP(n.name), by: n})
+	}
 	if old == nil || !slices.Equal(old.podCIDRs, n.podCIDRs) {
 		ix.rebuildCIDRs()
 	}
@@ -499,6 +506,9 @@ func (ix *index) deleteNode(name string) *nodeInfo {
 
 func (ix *index) unlinkNode(n *nodeInfo) {
 	for _, a := range n.ips {
+		ix.removeClaim(a, n)
+	}
+	for _, a := range n.routerIPs {
 		ix.removeClaim(a, n)
 	}
 }

@@ -20,7 +20,7 @@ import (
 // small pool of addresses makes every kind of collision common.
 func TestIndexMatchesRebuild(t *testing.T) {
 	pool := []netip.Addr{
-		netip.MustParseAddr("10.244.1.1"), netip.MustParseAddr("10.244.1.2"), netip.MustParseAddr("10.244.2.1"),
+		netip.MustParseAddr("10.244.1.0"), netip.MustParseAddr("10.244.1.1"), netip.MustParseAddr("10.244.1.2"), netip.MustParseAddr("10.244.2.1"),
 		netip.MustParseAddr("192.168.0.1"), netip.MustParseAddr("192.168.0.2"), netip.MustParseAddr("10.96.0.1"),
 	}
 	cidrs := []netip.Prefix{netip.MustParsePrefix("10.244.1.0/24"), netip.MustParsePrefix("10.244.2.0/24")}
@@ -149,6 +149,13 @@ func (m *indexModel) randomEvent(r *rand.Rand, pool []netip.Addr, cidrs []netip.
 			return func(ix *index) { ix.deleteNode(name) }
 		}
 		n := &nodeInfo{objMeta: objMeta{name: name}, ips: someAddrs(r, pool, 2), podCIDRs: somePrefixes(r, cidrs)}
+		// As transformNode derives them: from random annotations and the
+		// pod CIDRs, the node's own addresses left out.
+		ann := map[string]string{}
+		for _, a := range someAddrs(r, pool, 1) {
+			ann[pick(r, routerAnnotations)] = a.String()
+		}
+		n.routerIPs = routerAddrs(ann, n.podCIDRs, n.ips)
 		m.last = fmt.Sprintf("set %s %+v", key, *n)
 		set := func(ix *index) { c := *n; ix.setNode(&c) }
 		m.objs[key] = modelObj{step: m.step, set: set}

@@ -2,6 +2,7 @@ package kube
 
 import (
 	"net/netip"
+	"slices"
 	"unique"
 
 	corev1 "k8s.io/api/core/v1"
@@ -110,12 +111,16 @@ func (s *serviceInfo) hasPort(port uint16, proto flow.Protocol) bool {
 	return false
 }
 
-// nodeInfo is what podflow keeps of a node: its addresses and pod CIDRs.
+// nodeInfo is what podflow keeps of a node: its addresses, pod CIDRs and
+// router addresses.
 type nodeInfo struct {
 	objMeta
 	ips      []netip.Addr
 	podCIDRs []netip.Prefix
-	seq      uint64 // when it was last set
+	// routerIPs are the node's addresses on the pod network, which its
+	// own traffic to pods leaves from (see routerAddrs).
+	routerIPs []netip.Addr
+	seq       uint64 // when it was last set
 }
 
 // ownerInfo is what podflow keeps of a ReplicaSet or a Job: its
@@ -213,7 +218,54 @@ func transformNode(obj any) (any, error) {
 			n.podCIDRs = append(n.podCIDRs, p.Masked())
 		}
 	}
+	n.routerIPs = routerAddrs(node.Annotations, n.podCIDRs, n.ips)
 	return n, nil
+}
+
+// routerAnnotations are the node annotations in which CNIs publish the
+// address of the node's own device on the pod network: Calico's tunnel
+// and WireGuard addresses, Cilium's cilium_host address (under both of
+// its prefixes).
+var routerAnnotations = []string{
+	"projectcalico.org/IPv4VXLANTunnelAddr",
+	"projectcalico.org/IPv6VXLANTunnelAddr",
+	"projectcalico.org/IPv4IPIPTunnelAddr",
+	"projectcalico.org/IPv4WireguardInterfaceAddr",
+	"projectcalico.org/IPv6WireguardInterfaceAddr",
+	"network.cilium.io/ipv4-cilium-host",
+	"network.cilium.io/ipv6-cilium-host",
+	"io.cilium.network.ipv4-cilium-host",
+	"io.cilium.network.ipv6-cilium-host",
+}
+
+// routerAddrs returns the addresses a node's own traffic to pods may
+// leave from, besides its own addresses (ips, left out): the addresses
+// CNIs publish in routerAnnotations, and for each pod CIDR its network
+// address (the VXLAN device's under flannel: its own traffic to pods on
+// other nodes, and its masquerade towards them) and the address after it
+// (the bridge's gateway under the bridge plugin with host-local IPAM: its
+// traffic to its own pods). They are claimed below every pod (rank
+// rankNodeRouter), so an IPAM that hands one of them to a pod loses
+// nothing: the pod's claim wins while it lives.
+func routerAddrs(annotations map[string]string, podCIDRs []netip.Prefix, ips []netip.Addr) []netip.Addr {
+	var out []netip.Addr
+	for _, k := range routerAnnotations {
+		v, ok := annotations[k]
+		if !ok {
+			continue
+		}
+		if p, err := netip.ParsePrefix(v); err == nil {
+			v = p.Addr().String() // an address with its prefix length
+		}
+		out = parseAddrs(out, v)
+	}
+	for _, p := range podCIDRs {
+		out = parseAddrs(out, p.Addr().String())
+		if p.Bits() < p.Addr().BitLen()-1 {
+			out = parseAddrs(out, p.Addr().Next().String())
+		}
+	}
+	return slices.DeleteFunc(out, func(a netip.Addr) bool { return slices.Contains(ips, a) })
 }
 
 func transformOwner(obj any) (any, error) {

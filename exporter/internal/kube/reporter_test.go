@@ -59,7 +59,7 @@ func TestReporterRule(t *testing.T) {
 	nodes := []string{"n1", "n2", "n3"}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := flow.Flow{Initiator: addr(tt.initiator), Responder: addr(tt.responder), Port: 443, Proto: flow.ProtoTCP}
+			f := flow.Flow{Initiator: addr(tt.initiator), Responder: addr(tt.responder), Port: 443, Proto: flow.ProtoTCP, Packets: 1}
 			if tt.service != "" {
 				f.Service = addr(tt.service)
 			}
@@ -137,6 +137,15 @@ func TestReporterRuleThroughNAT(t *testing.T) {
 		{"the same over an overlay, masqueraded to the tunnel device's address in the node's pod CIDR",
 			map[string]view{"n2": {outside, "10.244.1.10", true}, "n1": {"10.244.2.0", "10.244.1.10", false}},
 			"n2", flow.KindNetwork, flow.KindDeployment},
+		{"hostNetwork pod or node process to a pod on another node over an overlay, from the tunnel device's address",
+			map[string]view{"n2": {"10.244.2.0", "10.244.1.10", false}, "n1": {"10.244.2.0", "10.244.1.10", false}},
+			"n2", flow.KindNode, flow.KindDeployment},
+		{"hostNetwork pod or node process to a ClusterIP over an overlay, masqueraded to the tunnel device's address",
+			map[string]view{"n3": {"192.168.0.3", "10.244.1.10", true}, "n1": {"10.244.3.0", "10.244.1.10", false}},
+			"n3", flow.KindNode, flow.KindDeployment},
+		{"node process to its own pod over a bridge, from the bridge's gateway address",
+			map[string]view{"n1": {"10.244.1.1", "10.244.1.10", false}},
+			"n1", flow.KindNode, flow.KindDeployment},
 		{"NodePort or LoadBalancer, externalTrafficPolicy Local",
 			map[string]view{"n1": {outside, "10.244.1.10", true}},
 			"n1", flow.KindNetwork, flow.KindDeployment},
@@ -161,7 +170,7 @@ func TestReporterRuleThroughNAT(t *testing.T) {
 			var reporters []string
 			for n, v := range tt.views {
 				f := flow.Flow{Initiator: netip.MustParseAddr(v.initiator), Responder: netip.MustParseAddr(v.responder),
-					Port: 8080, Proto: flow.ProtoUDP, DNAT: v.dnat}
+					Port: 8080, Proto: flow.ProtoUDP, DNAT: v.dnat, Packets: 1}
 				k, ok := attributeOn(t, c.src, n, &f, attribute.Labels{})
 				if !ok {
 					continue

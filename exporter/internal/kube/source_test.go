@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"fmt"
 	"net/netip"
 	"strconv"
 	"testing"
@@ -267,5 +268,76 @@ func TestServiceFrontends(t *testing.T) {
 		if ok != (tc.want != "") || ep.Workload != tc.want || (ok && (ep.Kind != flow.KindService || ep.Namespace != "shop")) {
 			t.Errorf("Service(%s:%d %v) = %+v, %v; want %q", tc.addr, tc.port, tc.proto, ep, ok, tc.want)
 		}
+	}
+}
+
+// TestNodeRouterAddresses: a node's addresses on the pod network (its
+// pod CIDRs' network address and the one after it, and the tunnel and
+// host device addresses CNIs publish in annotations) name the node, below
+// every pod: a pod that holds one of them wins while it lives.
+func TestNodeRouterAddresses(t *testing.T) {
+	n1 := node("n1", []string{"10.244.1.0/24", "fd00:10:244:1::/64"}, "192.168.0.1")
+	n1.Annotations = map[string]string{
+		"projectcalico.org/IPv4VXLANTunnelAddr": "10.244.7.128",
+		"network.cilium.io/ipv4-cilium-host":    "10.244.1.77",
+		"io.cilium.network.ipv6-cilium-host":    "fd00:10:244:1::77",
+		"projectcalico.org/IPv4Address":         "192.168.0.1/24", // the node's own address, not a router's
+		"projectcalico.org/IPv4IPIPTunnelAddr":  "not an address",
+	}
+	c := newCluster(t, Config{PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16"), netip.MustParsePrefix("fd00:10:244::/48")}},
+		n1,
+		// An IPAM that does not reserve the gateway's address gave it to
+		// a pod.
+		pod("shop", "web", "n1", []string{"10.244.1.1"}),
+	)
+	nodeEP := flow.Endpoint{Workload: "n1", Kind: flow.KindNode, Node: "n1"}
+	web := flow.Endpoint{Namespace: "shop", Workload: "web", Kind: flow.KindPod, Pod: "web", Node: "n1"}
+	c.expect("10.244.1.1", web, true)
+	for _, a := range []string{"10.244.1.0", "fd00:10:244:1::", "fd00:10:244:1::1", "10.244.7.128", "10.244.1.77", "fd00:10:244:1::77", "192.168.0.1"} {
+		c.expect(a, nodeEP, true)
+	}
+	c.expect("10.244.1.2", flow.Endpoint{Kind: flow.KindUnknown, Node: "n1"}, false)
+
+	// The pod goes: the gateway's address is the node's again.
+	if err := c.core.CoreV1().Pods("shop").Delete(ctx, "web", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c.expect("10.244.1.1", nodeEP, true)
+
+	// The CNI withdraws its annotations: only the pod CIDRs' addresses stay.
+	n1.Annotations = nil
+	if _, err := c.core.CoreV1().Nodes().Update(ctx, n1, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c.expect("10.244.7.128", flow.Endpoint{Kind: flow.KindUnknown}, false)
+	c.expect("10.244.1.77", flow.Endpoint{Kind: flow.KindUnknown, Node: "n1"}, false)
+	c.expect("10.244.1.0", nodeEP, true)
+}
+
+func TestRouterAddrs(t *testing.T) {
+	p := netip.MustParsePrefix
+	for _, tt := range []struct {
+		name  string
+		ann   map[string]string
+		cidrs []netip.Prefix
+		ips   []string
+		want  string
+	}{
+		{"pod CIDRs of both families", nil, []netip.Prefix{p("10.244.1.0/24"), p("fd00:1::/64")}, nil, "[10.244.1.0 10.244.1.1 fd00:1:: fd00:1::1]"},
+		{"a pod CIDR of one or two addresses has no gateway", nil, []netip.Prefix{p("10.244.1.5/32"), p("10.244.2.0/31")}, nil, "[10.244.1.5 10.244.2.0]"},
+		{"annotations, with or without a prefix length, the node's own addresses left out",
+			map[string]string{"projectcalico.org/IPv4IPIPTunnelAddr": "10.244.9.192", "projectcalico.org/IPv4WireguardInterfaceAddr": "10.244.9.193/32",
+				"network.cilium.io/ipv6-cilium-host": "fd00::5", "io.cilium.network.ipv4-cilium-host": "192.168.0.1", "unrelated": "10.1.1.1"},
+			nil, []string{"192.168.0.1"}, "[10.244.9.192 10.244.9.193 fd00::5]"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var ips []netip.Addr
+			for _, a := range tt.ips {
+				ips = append(ips, netip.MustParseAddr(a))
+			}
+			if got := fmt.Sprint(routerAddrs(tt.ann, tt.cidrs, ips)); got != tt.want {
+				t.Errorf("routerAddrs = %s, want %s", got, tt.want)
+			}
+		})
 	}
 }

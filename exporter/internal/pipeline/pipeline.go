@@ -98,7 +98,8 @@ type Stats struct {
 	// direction) dropped because the queue was full.
 	ConnsQueueFull uint64
 	// NotSynced counts packets dropped while the source of identity had
-	// not synced yet (wire packets, and the packets of conntrack deltas).
+	// not synced yet, as the pair counters would have counted them: wire
+	// packets, times the sample rate.
 	NotSynced uint64
 	// DecodeErrors counts undecodable packets, indexed by decode.Reason.
 	DecodeErrors []uint64
@@ -334,12 +335,11 @@ func (p *Pipeline) flushPartial() {
 // process attributes a batch, adds it to the table and recycles it.
 func (p *Pipeline) process(b *batch) {
 	if !p.cfg.Synced() {
-		// Packets, as the pair counters would have counted them.
-		var packets uint64
+		n := uint64(0)
 		for i := range b.n {
-			packets += uint64(b.flows[i].Packets)
+			n += uint64(b.flows[i].Packets)
 		}
-		p.notSynced.Add(packets)
+		p.notSynced.Add(n * scaleOf(p.cfg.SampleRate))
 		p.recycle(b)
 		return
 	}
@@ -374,3 +374,7 @@ func (p *Pipeline) Stats() Stats {
 	}
 	return s
 }
+
+// scaleOf is how many packets one logged packet stands for at a 1-in-rate
+// sampling rate.
+func scaleOf(rate uint32) uint64 { return max(uint64(rate), 1) }

@@ -225,6 +225,31 @@ func TestDropsUntilSynced(t *testing.T) {
 	}
 }
 
+// TestNotSyncedCountsWirePackets: packets dropped before the sync count
+// as the pair counters count them afterwards, segments of an offload
+// super-packet and sample rate included.
+func TestNotSyncedCountsWirePackets(t *testing.T) {
+	synced := false
+	tab := aggregate.New(aggregate.Config{})
+	cfg := Config{Synced: func() bool { return synced }, SampleRate: 4, MTUs: linkMTU(1500)}
+	p := New(&cfg, attribute.New(ids, attribute.Config{}), tab)
+	super := func() *flow.Record { return &flow.Record{Payload: tcp4(20000), Family: unix.AF_INET, OutIf: 3} }
+	p.Handle(super())
+	p.Handle(request(100))
+	p.Drain()
+	synced = true
+	p.Handle(super())
+	p.Handle(request(100))
+	p.Drain()
+	counted := uint64(0)
+	for _, sr := range tab.Snapshot(nil) {
+		counted += sr.Packets[flow.Original]
+	}
+	if p.Stats().NotSynced != counted || counted <= 8 {
+		t.Errorf("not_synced %d, want what the pairs counted once synced: %d (more than 2 packets × 4)", p.Stats().NotSynced, counted)
+	}
+}
+
 // TestUnnamedProtocolsShareOneSeries sends GRE and IPv6-in-IPv4 between
 // the same endpoints: both show protocol="other", so they must be one
 // series, and the scrape podflow serves must pass the pedantic registry's
