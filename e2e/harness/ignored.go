@@ -44,11 +44,17 @@ var ignoredRE = regexp.MustCompile(`(?m)^podflow_packets_ignored_total\{reason="
 func (e *Env) NewIgnoredMeter(n *Node) (*IgnoredMeter, error) {
 	counterTableSeq++
 	name := fmt.Sprintf("pfe2e-scrapes%d", counterTableSeq)
-	pairs := "    meta nfproto ipv4 update @pairs4 { ip saddr . ip daddr . meta l4proto }\n" +
+	// Per pair, with the ports of TCP and UDP, for a failing WaitDelta to
+	// say what moved.
+	pairs := "    meta nfproto ipv4 meta l4proto { tcp, udp } update @ports4 { ip saddr . ip daddr . meta l4proto . th sport . th dport } return\n" +
+		"    meta nfproto ipv6 meta l4proto { tcp, udp } update @ports6 { ip6 saddr . ip6 daddr . meta l4proto . th sport . th dport } return\n" +
+		"    meta nfproto ipv4 update @pairs4 { ip saddr . ip daddr . meta l4proto }\n" +
 		"    meta nfproto ipv6 update @pairs6 { ip6 saddr . ip6 daddr . meta l4proto }\n"
 	rs := "table inet " + name + " {\n" +
 		"  set pairs4 { type ipv4_addr . ipv4_addr . inet_proto; flags dynamic; counter; size 65535; }\n" +
 		"  set pairs6 { type ipv6_addr . ipv6_addr . inet_proto; flags dynamic; counter; size 65535; }\n" +
+		"  set ports4 { type ipv4_addr . ipv4_addr . inet_proto . inet_service . inet_service; flags dynamic; counter; size 65535; }\n" +
+		"  set ports6 { type ipv6_addr . ipv6_addr . inet_proto . inet_service . inet_service; flags dynamic; counter; size 65535; }\n" +
 		"  chain input { type filter hook input priority 0; policy accept;\n" +
 		wireRules("ip saddr "+cpV4+" tcp dport 9810") + pairs + "  }\n" +
 		"  chain postrouting { type filter hook postrouting priority 0; policy accept;\n" +
@@ -87,7 +93,7 @@ func wireRules(match string) string {
 
 var (
 	wireRE    = regexp.MustCompile(`counter packets (\d+) bytes \d+ comment "w(\d+)"`)
-	elementRE = regexp.MustCompile(`([0-9a-f:.]+ \. [0-9a-f:.]+ \. [a-z0-9-]+) counter packets (\d+)`)
+	elementRE = regexp.MustCompile(`([0-9a-f:.]+ \. [0-9a-f:.]+ \. [a-z0-9-]+(?: \. [a-z0-9-]+ \. [a-z0-9-]+)?) counter packets (\d+)`)
 )
 
 // scrapes returns the scrapes' packets as podflow counts them.
