@@ -197,6 +197,49 @@ func hasTable(t *testing.T, ns *netnstest.NS) bool {
 	return strings.Contains(out, "table inet podflow")
 }
 
+// captureMode is one way podflow counts (--capture.mode). The exact-count
+// tests run once in each, as subtests named after it, and expect the
+// same counters from both.
+type captureMode string
+
+const (
+	packetMode     captureMode = "packet"
+	connectionMode captureMode = "connection"
+)
+
+// ctDumpInterval is the tests' --conntrack.dump-interval: short, so that
+// the counters of live connections arrive within the tests' waits.
+const ctDumpInterval = "500ms"
+
+// flags returns podflow's flags for the mode.
+func (m captureMode) flags() []string {
+	if m == connectionMode {
+		return []string{"--capture.mode=connection", "--conntrack.dump-interval=" + ctDumpInterval}
+	}
+	return []string{"--capture.mode=packet"}
+}
+
+// testModes are the modes the tests run in: both, or those named in
+// PODFLOW_TEST_MODES (comma-separated), to run one alone.
+func testModes() []captureMode {
+	env := os.Getenv("PODFLOW_TEST_MODES")
+	if env == "" {
+		return []captureMode{packetMode, connectionMode}
+	}
+	var ms []captureMode
+	for _, m := range strings.Split(env, ",") {
+		ms = append(ms, captureMode(strings.TrimSpace(m)))
+	}
+	return ms
+}
+
+// eachMode runs test once per capture mode, as a subtest named after it.
+func eachMode(t *testing.T, test func(t *testing.T, m captureMode)) {
+	for _, m := range testModes() {
+		t.Run(string(m), func(t *testing.T) { test(t, m) })
+	}
+}
+
 // daemon is one running podflow.
 type daemon struct {
 	t    *testing.T
@@ -401,6 +444,24 @@ next:
 		}
 	}
 	return 0, false
+}
+
+// waitDumps waits until podflow, in connection mode, has read the
+// conntrack table n more times, so that every live connection's counts
+// up to now are in its counters.
+func (d *daemon) waitDumps(n float64) {
+	d.t.Helper()
+	start, _ := value(mustScrape(d), "podflow_conntrack_dumps_total", nil)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if got, _ := value(mustScrape(d), "podflow_conntrack_dumps_total", nil); got >= start+n {
+			return
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatalf("podflow read the conntrack table fewer than %v times in 20s", n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // logHas waits until podflow's log contains s.

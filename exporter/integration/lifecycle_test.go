@@ -43,9 +43,11 @@ func mustScrape(d *daemon) map[string]*dto.MetricFamily {
 
 // TestSIGTERMDeletesTable checks the table is in place while podflow
 // runs and gone after SIGTERM, with a clean exit.
-func TestSIGTERMDeletesTable(t *testing.T) {
+func TestSIGTERMDeletesTable(t *testing.T) { eachMode(t, testSIGTERMDeletesTable) }
+
+func testSIGTERMDeletesTable(t *testing.T, m captureMode) {
 	tp := newTopology(t)
-	d := startPodflow(t, tp.node, "127.0.0.1:9810")
+	d := startPodflow(t, tp.node, "127.0.0.1:9810", m.flags()...)
 	d.waitReady()
 	if !hasTable(t, tp.node) {
 		t.Fatal("no table inet podflow while podflow runs")

@@ -27,7 +27,9 @@ import (
 //	podA (alpha/client) ─┐                       ┌─ podC (gamma/sink)
 //	                     n1 ──────────────────── n2 ── x (outside: "partner")
 //	podB (alpha/cache) ──┘
-func TestThroughNAT(t *testing.T) {
+func TestThroughNAT(t *testing.T) { eachMode(t, testThroughNAT) }
+
+func testThroughNAT(t *testing.T, m captureMode) {
 	tn := natTopology(t)
 	api := twonodeServe(t, &twonodeAPI{nss: []*netnstest.NS{tn.n1, tn.n2}, pods: natPods, services: natServices()})
 	kubeconfig := writeFile(t, "kubeconfig", api.kubeconfig())
@@ -50,9 +52,9 @@ func TestThroughNAT(t *testing.T) {
 
 	nodes := map[string]*daemon{}
 	for name, ns := range map[string]*netnstest.NS{"n1": tn.n1, "n2": tn.n2} {
-		nodes[name] = runPodflow(t, ns, "127.0.0.1:9810", "podflow on "+name,
+		nodes[name] = runPodflow(t, ns, "127.0.0.1:9810", "podflow on "+name, append(m.flags(),
 			"--web.listen-address=127.0.0.1:9810", "--kube.kubeconfig="+kubeconfig, "--kube.node-name="+name,
-			"--networks.file="+networks, "--metrics.labels=destination_service", "--log.level=debug")
+			"--networks.file="+networks, "--metrics.labels=destination_service", "--log.level=debug")...)
 	}
 	for _, d := range nodes {
 		d.waitReady()
@@ -129,9 +131,14 @@ func TestThroughNAT(t *testing.T) {
 	})
 	for n := range nodes {
 		// This kernel attaches no conntrack tuple to NFLOG: the Services
-		// are named from the first packets logged before DNAT.
-		if v, _ := value(scrapes[n], "podflow_service_naming", map[string]string{"method": "log"}); v != 1 {
-			t.Errorf("%s: podflow_service_naming{method=\"log\"} = %v, want 1", n, v)
+		// are named from the first packets logged before DNAT, and in
+		// connection mode from conntrack's original tuple.
+		method := "log"
+		if m == connectionMode {
+			method = "conntrack"
+		}
+		if v, _ := value(scrapes[n], "podflow_service_naming", map[string]string{"method": method}); v != 1 {
+			t.Errorf("%s: podflow_service_naming{method=%q} = %v, want 1", n, method, v)
 		}
 		if v, _ := value(scrapes[n], "podflow_service_naming_misses_total", nil); v != 0 {
 			t.Errorf("%s: %v translated packets without a Service", n, v)

@@ -38,7 +38,9 @@ const twoNodeIdentities = `endpoints:
 // client → node-a → node-b → server. Both see every packet; only the
 // initiator's node counts it, the other counts it as ignored, and the sum
 // over both nodes equals what the client's kernel counted.
-func TestEachConnectionReportedOnce(t *testing.T) {
+func TestEachConnectionReportedOnce(t *testing.T) { eachMode(t, testEachConnectionReportedOnce) }
+
+func testEachConnectionReportedOnce(t *testing.T, m captureMode) {
 	netnstest.RequireRoot(t)
 	nodeA := netnstest.New(t, nsPrefix+"na-")
 	nodeB := netnstest.New(t, nsPrefix+"nb-")
@@ -80,8 +82,8 @@ func TestEachConnectionReportedOnce(t *testing.T) {
 	}
 
 	ids := writeFile(t, "identities.yml", twoNodeIdentities)
-	a := startPodflow(t, nodeA, "127.0.0.1:9810", "--identity.file="+ids, "--kube.node-name=node-a")
-	b := startPodflow(t, nodeB, "127.0.0.1:9810", "--identity.file="+ids, "--kube.node-name=node-b")
+	a := startPodflow(t, nodeA, "127.0.0.1:9810", append(m.flags(), "--identity.file="+ids, "--kube.node-name=node-a")...)
+	b := startPodflow(t, nodeB, "127.0.0.1:9810", append(m.flags(), "--identity.file="+ids, "--kube.node-name=node-b")...)
 	a.waitReady()
 	b.waitReady()
 

@@ -9,9 +9,11 @@ import (
 
 // TestIdleSeriesDisappear checks that a pair without traffic for the idle
 // timeout leaves /metrics, as the shipped rules expect.
-func TestIdleSeriesDisappear(t *testing.T) {
+func TestIdleSeriesDisappear(t *testing.T) { eachMode(t, testIdleSeriesDisappear) }
+
+func testIdleSeriesDisappear(t *testing.T, m captureMode) {
 	tp := newTopologyV4(t)
-	d := startPodflow(t, tp.node, "127.0.0.1:9810", "--metrics.idle-timeout=2s")
+	d := startPodflow(t, tp.node, "127.0.0.1:9810", append(m.flags(), "--metrics.idle-timeout=2s")...)
 	d.waitReady()
 	pingCounted(t, tp, d, 1)
 	deadline := time.Now().Add(20 * time.Second)
@@ -31,9 +33,11 @@ func TestIdleSeriesDisappear(t *testing.T) {
 
 // TestSeriesCap checks that with a cap of one series the second pair is
 // dropped and counted while the first keeps counting.
-func TestSeriesCap(t *testing.T) {
+func TestSeriesCap(t *testing.T) { eachMode(t, testSeriesCap) }
+
+func testSeriesCap(t *testing.T, m captureMode) {
 	tp := newTopologyV4(t)
-	d := startPodflow(t, tp.node, "127.0.0.1:9810", "--metrics.max-series=1")
+	d := startPodflow(t, tp.node, "127.0.0.1:9810", append(m.flags(), "--metrics.max-series=1")...)
 	d.waitReady()
 	pingCounted(t, tp, d, 1) // the ICMP pair takes the only slot
 

@@ -216,7 +216,9 @@ type expectation struct {
 // TestExactCounts sends TCP, UDP and ICMP over IPv4 and IPv6 between two
 // pod namespaces through the node namespace, and checks that podflow's
 // counters equal what was sent and what the kernel counted.
-func TestExactCounts(t *testing.T) {
+func TestExactCounts(t *testing.T) { eachMode(t, testExactCounts) }
+
+func testExactCounts(t *testing.T, m captureMode) {
 	tp := newTopology(t)
 	// Resolve the neighbours first, so that no SYN waits for them and is
 	// retransmitted (without conntrack, each SYN counts as a connection).
@@ -228,7 +230,7 @@ func TestExactCounts(t *testing.T) {
 	if out, err := nftApply(tp.server, serverCounters); err != nil {
 		t.Fatalf("loading the test's counters: %v: %s", err, out)
 	}
-	d := startPodflow(t, tp.node, "127.0.0.1:9810")
+	d := startPodflow(t, tp.node, "127.0.0.1:9810", m.flags()...)
 	d.waitReady()
 
 	serveTCP(t, tp.server, tcp4Port, 3000)

@@ -37,7 +37,9 @@ import (
 //	podA (alpha/client, Deployment) ─┐             ┌─ podC (gamma/sink, StatefulSet)
 //	                                 n1 ─────────── n2
 //	podB (alpha/cache, StatefulSet) ─┘
-func TestTwoNodes(t *testing.T) {
+func TestTwoNodes(t *testing.T) { eachMode(t, testTwoNodes) }
+
+func testTwoNodes(t *testing.T, m captureMode) {
 	tn := twonodeTopology(t)
 	api := twonodeServeAPI(t, tn.n1, tn.n2)
 	kubeconfig := writeFile(t, "kubeconfig", api.kubeconfig())
@@ -54,8 +56,11 @@ func TestTwoNodes(t *testing.T) {
 		t.Fatalf("loading the test's counters: %v: %s", err, out)
 	}
 
-	d1 := twonodeStart(t, tn.n1, "n1", kubeconfig)
-	d2 := twonodeStart(t, tn.n2, "n2", kubeconfig)
+	if m == connectionMode {
+		tn.wirePacketsOnly(t)
+	}
+	d1 := twonodeStart(t, tn.n1, "n1", kubeconfig, m)
+	d2 := twonodeStart(t, tn.n2, "n2", kubeconfig, m)
 	d1.waitReady()
 	d2.waitReady()
 	nodes := map[string]*daemon{"n1": d1, "n2": d2}
@@ -166,13 +171,15 @@ func TestTwoNodes(t *testing.T) {
 // on counting with the identities they had, count and log the failure,
 // stay ready, and when the API server comes back with the cluster
 // changed they follow it without a restart.
-func TestTwoNodesAPIOutage(t *testing.T) {
+func TestTwoNodesAPIOutage(t *testing.T) { eachMode(t, testTwoNodesAPIOutage) }
+
+func testTwoNodesAPIOutage(t *testing.T, m captureMode) {
 	tn := twonodeTopology(t)
 	api := twonodeServeAPI(t, tn.n1, tn.n2)
 	kubeconfig := writeFile(t, "kubeconfig", api.kubeconfig())
 	tn.a.MustRun(t, "ping", "-4", "-n", "-q", "-c", "1", twonodeC)
-	d1 := twonodeStart(t, tn.n1, "n1", kubeconfig)
-	d2 := twonodeStart(t, tn.n2, "n2", kubeconfig)
+	d1 := twonodeStart(t, tn.n1, "n1", kubeconfig, m)
+	d2 := twonodeStart(t, tn.n2, "n2", kubeconfig, m)
 	d1.waitReady()
 	d2.waitReady()
 	serveUDP(t, tn.c, 7001)
@@ -431,16 +438,34 @@ func twonodeTopology(t *testing.T) *twonodeNet {
 	return tn
 }
 
+// wirePacketsOnly turns segmentation offload off on both ends of every
+// link, for connection mode: conntrack counts the packets netfilter sees,
+// and a TSO, GSO or GRO super-packet is one packet to it (podflow's packet
+// mode counts its segments; TestSegmentationOffload measures the
+// difference).
+func (tn *twonodeNet) wirePacketsOnly(t *testing.T) {
+	t.Helper()
+	for _, l := range []struct {
+		ns  *netnstest.NS
+		ifc string
+	}{
+		{tn.n1, "pfk-n2"}, {tn.n2, "pfk-n1"}, {tn.n1, "pfk-a"}, {tn.a, "eth0"},
+		{tn.n1, "pfk-b"}, {tn.b, "eth0"}, {tn.n2, "pfk-c"}, {tn.c, "eth0"},
+	} {
+		setOffload(t, l.ns, l.ifc, "tso", "off", "gso", "off", "gro", "off")
+	}
+}
+
 // twonodeStart runs podflow in a node namespace with Kubernetes
 // identities.
-func twonodeStart(t *testing.T, ns *netnstest.NS, nodeName, kubeconfig string) *daemon {
+func twonodeStart(t *testing.T, ns *netnstest.NS, nodeName, kubeconfig string, m captureMode) *daemon {
 	t.Helper()
-	return runPodflow(t, ns, "127.0.0.1:9810", "podflow on "+nodeName,
+	return runPodflow(t, ns, "127.0.0.1:9810", "podflow on "+nodeName, append(m.flags(),
 		"--web.listen-address=127.0.0.1:9810",
 		"--kube.kubeconfig="+kubeconfig,
 		"--kube.node-name="+nodeName,
 		"--log.level=debug",
-	)
+	)...)
 }
 
 // twonodeAPI serves the cluster's objects the way kube-apiserver does

@@ -41,6 +41,10 @@ const clientSYNs = `table inet pfint_syn {
 // counting NEW packets would report 50 connections for 50 datagrams of one
 // socket, one per SYN retransmission and one per echo request.
 func TestUnansweredConnectionsCountOnce(t *testing.T) {
+	eachMode(t, testUnansweredConnectionsCountOnce)
+}
+
+func testUnansweredConnectionsCountOnce(t *testing.T, m captureMode) {
 	tp := newTopologyV4(t)
 	// Resolve the neighbours first, so that nothing waits for them.
 	tp.client.MustRun(t, "ping", "-4", "-n", "-q", "-c", "1", serverV4)
@@ -49,7 +53,7 @@ func TestUnansweredConnectionsCountOnce(t *testing.T) {
 			t.Fatalf("loading the test's table in %s: %v: %s", ns.Name, err, out)
 		}
 	}
-	d := startPodflow(t, tp.node, "127.0.0.1:9810")
+	d := startPodflow(t, tp.node, "127.0.0.1:9810", m.flags()...)
 	d.waitReady()
 
 	const datagrams, pings = 50, 5
@@ -78,10 +82,18 @@ func TestUnansweredConnectionsCountOnce(t *testing.T) {
 		t.Fatalf("the client sent %d SYNs; the test needs a retransmission", syns)
 	}
 
+	// Conntrack does not account a retransmitted SYN of a connection that
+	// was never answered (the kernel accepts it without counting it or
+	// refreshing the entry's timeout; measured on Linux 6.18: 1 packet
+	// for 4 SYNs), so connection mode counts the first SYN alone.
+	wantSYNs := float64(syns)
+	if m == connectionMode {
+		wantSYNs = 1
+	}
 	d.expect([]expectation{
 		{name: "udp packets", metric: "podflow_packets_total", labels: labels(silentUDPPort, "UDP", "original"), want: datagrams},
 		{name: "udp connections", metric: "podflow_connections_total", labels: labels(silentUDPPort, "UDP", ""), want: 1},
-		{name: "tcp SYNs", metric: "podflow_packets_total", labels: labels(silentTCPPort, "TCP", "original"), want: float64(syns)},
+		{name: "tcp SYNs", metric: "podflow_packets_total", labels: labels(silentTCPPort, "TCP", "original"), want: wantSYNs},
 		{name: "tcp connections", metric: "podflow_connections_total", labels: labels(silentTCPPort, "TCP", ""), want: 1},
 		{name: "echo requests", metric: "podflow_packets_total", labels: labels(0, "ICMP", "original"), want: pings},
 		{name: "icmp connections", metric: "podflow_connections_total", labels: labels(0, "ICMP", ""), want: 1},

@@ -16,6 +16,7 @@ import (
 
 	"github.com/podflow/podflow/exporter/internal/attribute"
 	"github.com/podflow/podflow/exporter/internal/capture"
+	"github.com/podflow/podflow/exporter/internal/collector"
 	"github.com/podflow/podflow/exporter/internal/nft"
 	"github.com/podflow/podflow/exporter/internal/pipeline"
 )
@@ -26,6 +27,11 @@ type Config struct {
 	Log promslog.Config
 
 	Capture capture.Config
+	// Mode is --capture.mode: ModePacket or ModeConnection.
+	Mode string
+	// DumpInterval is how often connection mode reads the counters of
+	// live connections from conntrack.
+	DumpInterval time.Duration
 	// Nftables is the table's configuration; Group, SnapLen,
 	// QueueThreshold and SampleRate repeat the capture settings.
 	Nftables       nft.Config
@@ -49,6 +55,19 @@ type Config struct {
 	overlays, labels                 []string
 	podCIDRs, serviceCIDRs           []string
 }
+
+// The capture modes of --capture.mode.
+const (
+	// ModePacket logs every packet that crosses the node and counts it.
+	ModePacket = collector.ModePacket
+	// ModeConnection logs only what starts a connection (and untracked
+	// or invalid packets) and counts bytes and packets from conntrack's
+	// per-connection accounting.
+	ModeConnection = collector.ModeConnection
+)
+
+// DefaultDumpInterval is the default of --conntrack.dump-interval.
+const DefaultDumpInterval = 10 * time.Second
 
 // KubeConfig is the Kubernetes side of the configuration.
 type KubeConfig struct {
@@ -78,7 +97,11 @@ func newApp(cfg *Config) *kingpin.Application {
 	app.Flag("nflog.buffer-size", "The kernel's NFLOG batch buffer (at most 128KiB).").Default(units.Base2Bytes(nflog.BufferSize).String()).BytesVar(&cfg.nflogBufferSize)
 	app.Flag("nflog.flush-timeout", "How long the kernel holds a partial batch.").Default(nflog.FlushTimeout.String()).DurationVar(&cfg.Capture.FlushTimeout)
 	app.Flag("nflog.read-buffer", "Receive buffer of the NFLOG socket.").Default(units.Base2Bytes(nflog.ReadBuffer).String()).BytesVar(&cfg.nflogReadBuffer)
-	app.Flag("capture.sample-rate", "Log one packet in N in the kernel; counters are scaled by N.").Default(fmt.Sprint(table.SampleRate)).Uint32Var(&cfg.Nftables.SampleRate)
+	app.Flag("capture.mode", "packet: log and count every packet; connection: log only what starts a connection and count bytes and packets from conntrack's accounting (see docs/architecture.md).").
+		Default(ModePacket).EnumVar(&cfg.Mode, ModePacket, ModeConnection)
+	app.Flag("conntrack.dump-interval", "Connection mode: how often the counters of live connections are read from conntrack (ended connections are counted when they end).").
+		Default(DefaultDumpInterval.String()).DurationVar(&cfg.DumpInterval)
+	app.Flag("capture.sample-rate", "Log one packet in N in the kernel (in connection mode also count one connection in N); counters are scaled by N.").Default(fmt.Sprint(table.SampleRate)).Uint32Var(&cfg.Nftables.SampleRate)
 	app.Flag("capture.overlay", "Encapsulation between nodes excluded from the pair counters (repeatable): [name=]udp:PORT, tcp:PORT, proto:N or vxlan, geneve, wireguard, ipip, sit, gre, esp.").
 		Default(nft.DefaultOverlaySpecs()...).StringsVar(&cfg.overlays)
 	app.Flag("capture.queue-size", "Batches of 64 packets that may wait between the reader and the aggregator; beyond, batches are dropped and counted.").
@@ -149,6 +172,14 @@ func (c *Config) Validate() error {
 	}
 	if c.QueueSize < 1 {
 		errs = append(errs, fmt.Errorf("--capture.queue-size %d: must be at least 1", c.QueueSize))
+	}
+	c.Nftables.Connection = c.Mode == ModeConnection
+	if c.DumpInterval <= 0 {
+		errs = append(errs, fmt.Errorf("--conntrack.dump-interval %v: must be positive", c.DumpInterval))
+	} else if c.Mode == ModeConnection && c.IdleTimeout > 0 && c.IdleTimeout <= 2*c.DumpInterval {
+		// A long connection's series is updated once per dump: a
+		// shorter idle timeout would remove it between two dumps.
+		errs = append(errs, fmt.Errorf("--metrics.idle-timeout %v with --capture.mode=connection: must be more than twice --conntrack.dump-interval (%v), or a busy connection's series would be removed between two reads of its counters", c.IdleTimeout, c.DumpInterval))
 	}
 	if c.ResyncInterval <= 0 {
 		errs = append(errs, fmt.Errorf("--nftables.resync-interval %v: must be positive", c.ResyncInterval))

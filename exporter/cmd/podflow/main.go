@@ -90,12 +90,23 @@ func run(args []string) int {
 	// destination_service: where NFLOG carries no conntrack tuple, the
 	// table also logs each connection's first packet before DNAT, and
 	// natinfo joins it with the connection's later packets.
+	// In connection mode the table still logs each connection's first
+	// packet, which counts the connection: natinfo names its Service,
+	// and conntrack's original tuple names the Service of its bytes.
 	var services *natinfo.Table
 	var namer pipeline.ServiceNamer
 	if cfg.Labels.DestinationService {
 		cfg.Nftables.PreDNAT = true
 		services = natinfo.New(0)
+		if cfg.Mode == ModeConnection {
+			services = natinfo.NewFirstOnly(0)
+		}
 		namer = services
+	}
+	conns, err := newConnMode(cfg, logger)
+	if err != nil {
+		logger.Error("cannot read conntrack (--capture.mode=connection)", "err", err)
+		return 1
 	}
 	pipe := pipeline.New(&pipeline.Config{
 		QueueSize:     cfg.QueueSize,
@@ -104,14 +115,15 @@ func run(args []string) int {
 		MTUs:          links,
 		Synced:        ident.Synced,
 		Services:      namer,
+		Conns:         conns.converter(),
 	}, attr, table)
 	reader := capture.New(cfg.Capture, logger)
 	nftTable := nft.New(cfg.Nftables, logger)
 
-	src := sources(cfg, reader, pipe, attr, table, nftTable, ident)
-	src.ServiceNaming = serviceNaming(reader, services)
-	selfReg := collector.NewSelfRegistry(src)
-	handler, err := newHandler(logger, collector.NewFlows(table, cfg.Labels), selfReg, readiness(cfg, ident, reader, nftTable))
+	src := sources(cfg, reader, pipe, attr, table, nftTable, ident, conns)
+	src.ServiceNaming = serviceNaming(cfg, reader, services)
+	selfReg := collector.NewSelfRegistry(&src)
+	handler, err := newHandler(logger, collector.NewFlows(table, cfg.Labels), selfReg, readiness(cfg, ident, reader, nftTable, conns))
 	if err != nil {
 		logger.Error("cannot build the HTTP handler", "err", err)
 		return 1
@@ -140,7 +152,7 @@ func run(args []string) int {
 	defer stopCapture()
 	pipeCtx, stopPipe := context.WithCancel(context.Background())
 	defer stopPipe()
-	captureDone, pipeDone := make(chan struct{}), make(chan struct{})
+	captureDone, pipeDone, connsDone := make(chan struct{}), make(chan struct{}), make(chan struct{})
 
 	g.Go(func() error {
 		defer close(captureDone)
@@ -153,6 +165,22 @@ func run(args []string) int {
 		defer close(pipeDone)
 		return pipe.Run(pipeCtx)
 	})
+	if conns != nil {
+		// A second source of flows, stopped with capture.
+		g.Go(func() error {
+			defer close(connsDone)
+			if err := conns.source.Run(captureCtx, pipe.HandleConns); err != nil && captureCtx.Err() == nil {
+				return fmt.Errorf("conntrack: %w", err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			conns.local.Run(gctx, localRefresh, func(err error) { logger.Warn("cannot read this node's addresses", "err", err) })
+			return nil
+		})
+	} else {
+		close(connsDone)
+	}
 	g.Go(func() error {
 		if err := ident.Run(gctx); err != nil && gctx.Err() == nil {
 			return fmt.Errorf("identity: %w", err)
@@ -182,6 +210,7 @@ func run(args []string) int {
 		logger.Info("shutting down")
 		stopCapture()
 		<-captureDone
+		<-connsDone
 		stopPipe()
 		<-pipeDone
 		var err error
@@ -196,7 +225,7 @@ func run(args []string) int {
 		return err
 	})
 
-	logger.Info("podflow is running", "nflog_group", cfg.Capture.Group, "identity", identityKind(cfg))
+	logger.Info("podflow is running", "mode", cfg.Mode, "nflog_group", cfg.Capture.Group, "identity", identityKind(cfg))
 	if err := g.Wait(); err != nil {
 		logger.Error("podflow stopped on an error", "err", err)
 		return 1
@@ -250,14 +279,23 @@ func identityKind(cfg *Config) string {
 // from NFLOG's conntrack tuple (the glue), from the pre-DNAT log records
 // natinfo joins (services, when destination_service is enabled), or not
 // at all.
-func serviceNaming(reader *capture.Reader, services *natinfo.Table) func() collector.ServiceNamingStats {
+//
+// In connection mode, conntrack names the Service of the bytes and
+// packets; the first packet's record, which counts the connection, is
+// named as in packet mode, and its misses are counted.
+func serviceNaming(cfg *Config, reader *capture.Reader, services *natinfo.Table) func() collector.ServiceNamingStats {
 	return func() collector.ServiceNamingStats {
 		var s collector.ServiceNamingStats
 		if services != nil {
 			n := services.Stats()
 			s.Method, s.Misses, s.Forgotten = collector.NamingLog, n.Missed, n.Forgotten
-		}
-		if reader.Stats().Conntrack {
+			if reader.Stats().Conntrack {
+				s.Method = collector.NamingGlue
+			}
+			if cfg.Mode == ModeConnection {
+				s.Method = collector.NamingConntrack
+			}
+		} else if reader.Stats().Conntrack {
 			s.Method = collector.NamingGlue
 		}
 		return s
@@ -266,9 +304,11 @@ func serviceNaming(reader *capture.Reader, services *natinfo.Table) func() colle
 
 // sources adapts each component's Stats to the collector's.
 func sources(cfg *Config, reader *capture.Reader, pipe *pipeline.Pipeline, attr *attribute.Attributor,
-	table *aggregate.Table, nftTable *nft.Table, ident identitySource) collector.Sources {
+	table *aggregate.Table, nftTable *nft.Table, ident identitySource, conns *connMode) collector.Sources {
 	return collector.Sources{
 		SampleRate: cfg.Nftables.SampleRate,
+		Mode:       cfg.Mode,
+		Conntrack:  conns.stats(pipe),
 		Capture: func() collector.CaptureStats {
 			c, p := reader.Stats(), pipe.Stats()
 			return collector.CaptureStats{
@@ -286,11 +326,14 @@ func sources(cfg *Config, reader *capture.Reader, pipe *pipeline.Pipeline, attr 
 		Nftables: func() collector.NftablesStats {
 			s := nftTable.Stats()
 			out := collector.NftablesStats{SyncSuccess: s.SyncsOK, SyncReinstall: s.SyncsReinstall, SyncError: s.SyncsError}
+			// In connection mode the table counts the overlay packets it
+			// sees (first and untracked ones), conntrack the rest.
+			fromConns := conns.overlays()
 			seen := map[string]bool{}
 			for _, o := range cfg.Nftables.Overlays {
 				if !seen[o.Name] {
 					seen[o.Name] = true
-					out.Overlay = append(out.Overlay, collector.Count{Label: o.Name, Value: s.Overlays[o.Name]})
+					out.Overlay = append(out.Overlay, collector.Count{Label: o.Name, Value: s.Overlays[o.Name] + fromConns[o.Name]})
 				}
 			}
 			return out

@@ -71,8 +71,9 @@ func newHandler(logger *slog.Logger, flows *collector.Flows, self *prometheus.Re
 }
 
 // readiness is ready once the identities are synced, the NFLOG group is
-// bound and the table is installed; otherwise it says which is missing.
-func readiness(cfg *Config, ident identitySource, reader *capture.Reader, table *nft.Table) readyCheck {
+// bound, the table is installed and, in connection mode, conntrack's
+// baseline is taken; otherwise it says which is missing.
+func readiness(cfg *Config, ident identitySource, reader *capture.Reader, table *nft.Table, conns *connMode) readyCheck {
 	return func() []string {
 		var reasons []string
 		if !ident.Synced() {
@@ -84,6 +85,11 @@ func readiness(cfg *Config, ident identitySource, reader *capture.Reader, table 
 			} else {
 				reasons = append(reasons, fmt.Sprintf("NFLOG group %d not bound yet", cfg.Capture.Group))
 			}
+		}
+		if conns != nil && conns.source.Stats().Dumps == 0 {
+			// Until the first dump, a connection that starts may land in
+			// the baseline, which is never counted.
+			reasons = append(reasons, "conntrack: the first dump of the connection table has not completed yet")
 		}
 		if n := table.Stats(); !n.Installed {
 			r := "nftables table inet podflow not installed"

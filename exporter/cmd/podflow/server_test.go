@@ -23,7 +23,7 @@ func TestHandler(t *testing.T) {
 	table.Add(flow.Key{SrcWorkload: "a", SrcKind: flow.KindPod, DstWorkload: "b", DstKind: flow.KindPod, DstPort: 80, Proto: flow.ProtoTCP}, flow.Original, 100, true, 1)
 	var reasons []string
 	h, err := newHandler(slog.New(slog.DiscardHandler), collector.NewFlows(table, attribute.Labels{}),
-		collector.NewSelfRegistry(collector.Sources{Aggregate: table.Stats}), func() []string { return reasons })
+		collector.NewSelfRegistry(&collector.Sources{Aggregate: table.Stats}), func() []string { return reasons })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func TestMetricsFormats(t *testing.T) {
 	table := aggregate.New(aggregate.Config{Now: func() time.Time { return created }})
 	table.Add(flow.Key{SrcWorkload: "a", SrcKind: flow.KindPod, DstWorkload: "b", DstKind: flow.KindPod, DstPort: 80, Proto: flow.ProtoTCP}, flow.Original, 100, true, 1)
 	h, err := newHandler(slog.New(slog.DiscardHandler), collector.NewFlows(table, attribute.Labels{}),
-		collector.NewSelfRegistry(collector.Sources{}), func() []string { return nil })
+		collector.NewSelfRegistry(&collector.Sources{}), func() []string { return nil })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -79,7 +79,10 @@ type Config struct {
 	Labels Labels
 }
 
-// Stats are the attribution self-metrics.
+// Stats are the attribution self-metrics. They count the packets of the
+// flows (flow.Flow.Packets: wire packets, or a connection's packets read
+// from conntrack), so that what one node leaves to another is what the
+// other counts.
 type Stats struct {
 	// OtherNodeReports counts packets left to another node's instance.
 	OtherNodeReports uint64
@@ -124,26 +127,26 @@ func New(r Resolver, cfg Config) *Attributor {
 func (a *Attributor) Attribute(f *flow.Flow, k *flow.Key) bool {
 	switch {
 	case isMulticast(f.Initiator) || isMulticast(f.Responder):
-		a.multicast.Add(1)
+		a.multicast.Add(uint64(f.Packets))
 		return false
 	case f.Initiator.Is6() && f.Initiator.IsLinkLocalUnicast(), f.Responder.Is6() && f.Responder.IsLinkLocalUnicast():
 		// IPv4 link-local stays: 169.254.169.254 is the cloud metadata
 		// service, a destination a security team wants to see.
-		a.linkLocal.Add(1)
+		a.linkLocal.Add(uint64(f.Packets))
 		return false
 	}
 	src, ok := a.resolver.Lookup(f.Initiator)
 	if !ok {
-		a.srcMiss.Add(1)
+		a.srcMiss.Add(uint64(f.Packets))
 		src = unknown(&src)
 	}
 	dst, ok := a.resolver.Lookup(f.Responder)
 	if !ok {
-		a.dstMiss.Add(1)
+		a.dstMiss.Add(uint64(f.Packets))
 		dst = unknown(&dst)
 	}
 	if r := reporter(&src, &dst, f.DNAT, a.node); r != "" && a.node != "" && r != a.node {
-		a.otherNode.Add(1)
+		a.otherNode.Add(uint64(f.Packets))
 		return false
 	}
 

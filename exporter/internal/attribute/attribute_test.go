@@ -73,7 +73,7 @@ func TestReporterRule(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := flow.Flow{Initiator: tt.initiator, Responder: tt.responder, Service: tt.service, Port: 443, Proto: flow.ProtoTCP}
+			f := flow.Flow{Packets: 1, Initiator: tt.initiator, Responder: tt.responder, Service: tt.service, Port: 443, Proto: flow.ProtoTCP}
 			var got []string
 			ignored := uint64(0)
 			for _, node := range []string{"node-a", "node-b", "node-c"} {
@@ -123,14 +123,14 @@ func TestProjection(t *testing.T) {
 	}{
 		{
 			name: "workload granularity drops pods and services",
-			f:    flow.Flow{Initiator: ipFrontendA, Responder: ipCartA, Service: ipSvcCart, Port: 8080, Proto: flow.ProtoTCP},
+			f:    flow.Flow{Packets: 1, Initiator: ipFrontendA, Responder: ipCartA, Service: ipSvcCart, Port: 8080, Proto: flow.ProtoTCP},
 			want: flow.Key{SrcNamespace: "shop", SrcWorkload: "frontend", SrcKind: flow.KindDeployment,
 				DstNamespace: "shop", DstWorkload: "cart", DstKind: flow.KindStatefulSet, DstPort: 8080, Proto: flow.ProtoTCP},
 		},
 		{
 			name:   "opt-in labels",
 			labels: all,
-			f:      flow.Flow{Initiator: ipFrontendA, Responder: ipCartA, Service: ipSvcCart, Port: 8080, Proto: flow.ProtoTCP},
+			f:      flow.Flow{Packets: 1, Initiator: ipFrontendA, Responder: ipCartA, Service: ipSvcCart, Port: 8080, Proto: flow.ProtoTCP},
 			want: flow.Key{SrcNamespace: "shop", SrcWorkload: "frontend", SrcKind: flow.KindDeployment,
 				DstNamespace: "shop", DstWorkload: "cart", DstKind: flow.KindStatefulSet, DstPort: 8080, Proto: flow.ProtoTCP,
 				SrcPod: "frontend-7d9-abc", DstPod: "cart-0", DstService: "cart"},
@@ -138,19 +138,19 @@ func TestProjection(t *testing.T) {
 		{
 			name:   "service label only from a Service",
 			labels: Labels{DestinationService: true},
-			f:      flow.Flow{Initiator: ipFrontendA, Responder: ipCartA, Service: ipDBB, Port: 8080, Proto: flow.ProtoUDP},
+			f:      flow.Flow{Packets: 1, Initiator: ipFrontendA, Responder: ipCartA, Service: ipDBB, Port: 8080, Proto: flow.ProtoUDP},
 			want: flow.Key{SrcNamespace: "shop", SrcWorkload: "frontend", SrcKind: flow.KindDeployment,
 				DstNamespace: "shop", DstWorkload: "cart", DstKind: flow.KindStatefulSet, DstPort: 8080, Proto: flow.ProtoUDP},
 		},
 		{
 			name:   "node and network have no namespace",
 			labels: all,
-			f:      flow.Flow{Initiator: ipNodeA, Responder: ipCorp, Proto: flow.ProtoICMP},
+			f:      flow.Flow{Packets: 1, Initiator: ipNodeA, Responder: ipCorp, Proto: flow.ProtoICMP},
 			want:   flow.Key{SrcWorkload: "node-a", SrcKind: flow.KindNode, DstWorkload: "corp", DstKind: flow.KindNetwork, Proto: flow.ProtoICMP},
 		},
 		{
 			name: "misses are Unknown",
-			f:    flow.Flow{Initiator: ipStranger, Responder: netip.MustParseAddr("10.1.1.1"), Port: 53, Proto: flow.ProtoUDP},
+			f:    flow.Flow{Packets: 1, Initiator: ipStranger, Responder: netip.MustParseAddr("10.1.1.1"), Port: 53, Proto: flow.ProtoUDP},
 			want: flow.Key{SrcKind: flow.KindUnknown, DstKind: flow.KindUnknown, DstPort: 53, Proto: flow.ProtoUDP},
 		},
 	}
@@ -171,9 +171,9 @@ func TestProjection(t *testing.T) {
 func TestMissesBySide(t *testing.T) {
 	a := New(resolver, Config{})
 	var k flow.Key
-	a.Attribute(&flow.Flow{Initiator: ipStranger, Responder: ipCartA}, &k)
-	a.Attribute(&flow.Flow{Initiator: ipStranger, Responder: ipStranger}, &k)
-	a.Attribute(&flow.Flow{Initiator: ipCartA, Responder: ipCartA}, &k)
+	a.Attribute(&flow.Flow{Packets: 1, Initiator: ipStranger, Responder: ipCartA}, &k)
+	a.Attribute(&flow.Flow{Packets: 1, Initiator: ipStranger, Responder: ipStranger}, &k)
+	a.Attribute(&flow.Flow{Packets: 1, Initiator: ipCartA, Responder: ipCartA}, &k)
 	if st := a.Stats(); st.SourceMisses != 2 || st.DestinationMisses != 1 {
 		t.Fatalf("stats = %+v, want 2 source and 1 destination misses", st)
 	}
@@ -194,7 +194,7 @@ func TestParseLabels(t *testing.T) {
 
 func TestAttributeAllocatesNothing(t *testing.T) {
 	a := New(resolver, Config{Node: "node-a", Labels: Labels{SourcePod: true, DestinationPod: true, DestinationService: true}})
-	f := flow.Flow{Initiator: ipFrontendA, Responder: ipCartA, Service: ipSvcCart, Port: 8080, Proto: flow.ProtoTCP}
+	f := flow.Flow{Packets: 1, Initiator: ipFrontendA, Responder: ipCartA, Service: ipSvcCart, Port: 8080, Proto: flow.ProtoTCP}
 	var k flow.Key
 	if n := testing.AllocsPerRun(1000, func() { a.Attribute(&f, &k) }); n != 0 {
 		t.Fatalf("Attribute allocates %v times per packet", n)
@@ -203,7 +203,7 @@ func TestAttributeAllocatesNothing(t *testing.T) {
 
 func BenchmarkAttribute(b *testing.B) {
 	a := New(resolver, Config{Node: "node-a"})
-	f := flow.Flow{Initiator: ipFrontendA, Responder: ipDBB, Port: 5432, Proto: flow.ProtoTCP}
+	f := flow.Flow{Packets: 1, Initiator: ipFrontendA, Responder: ipDBB, Port: 5432, Proto: flow.ProtoTCP}
 	var k flow.Key
 	b.ReportAllocs()
 	for b.Loop() {
@@ -226,7 +226,7 @@ func TestLinkScopedTrafficIsNotAPair(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			a := New(resolver, Config{Node: "node-a"})
-			f := flow.Flow{Initiator: netip.MustParseAddr(tt.initiator), Responder: netip.MustParseAddr(tt.responder), Proto: flow.ProtoICMPv6}
+			f := flow.Flow{Packets: 1, Initiator: netip.MustParseAddr(tt.initiator), Responder: netip.MustParseAddr(tt.responder), Proto: flow.ProtoICMPv6}
 			var k flow.Key
 			if a.Attribute(&f, &k) {
 				t.Fatalf("counted as a pair: %+v", k)
@@ -239,7 +239,7 @@ func TestLinkScopedTrafficIsNotAPair(t *testing.T) {
 	}
 	// IPv4 link-local is counted: the cloud metadata service lives there.
 	a := New(fakeResolver{netip.MustParseAddr("169.254.169.254"): {Workload: "cloud-metadata", Kind: flow.KindNetwork}, ipFrontendA: resolver[ipFrontendA]}, Config{Node: "node-a"})
-	f := flow.Flow{Initiator: ipFrontendA, Responder: netip.MustParseAddr("169.254.169.254"), Port: 80, Proto: flow.ProtoTCP}
+	f := flow.Flow{Packets: 1, Initiator: ipFrontendA, Responder: netip.MustParseAddr("169.254.169.254"), Port: 80, Proto: flow.ProtoTCP}
 	var k flow.Key
 	if !a.Attribute(&f, &k) || k.DstWorkload != "cloud-metadata" {
 		t.Errorf("pod to 169.254.169.254: counted %v as %+v, want counted as cloud-metadata", a.Stats(), k)
@@ -275,15 +275,32 @@ func TestServiceByFrontend(t *testing.T) {
 		f    flow.Flow
 		want string
 	}{
-		{"load balancer address", flow.Flow{Initiator: ipExternal, Responder: ipCartA, Service: lb, ServicePort: 443, Port: 8443, Proto: flow.ProtoTCP, DNAT: true}, "web-lb"},
-		{"ClusterIP", flow.Flow{Initiator: ipFrontendA, Responder: ipCartA, Service: ipSvcCart, ServicePort: 8080, Port: 8443, Proto: flow.ProtoTCP, DNAT: true}, "cart"},
-		{"another node's node port, untranslated here", flow.Flow{Initiator: ipFrontendA, Responder: ipNodeB, Port: 30080, Proto: flow.ProtoTCP}, "web-nodeport"},
-		{"a node's own port", flow.Flow{Initiator: ipFrontendA, Responder: ipNodeB, Port: 10250, Proto: flow.ProtoTCP}, ""},
-		{"no Service", flow.Flow{Initiator: ipFrontendA, Responder: ipCartA, Port: 8443, Proto: flow.ProtoTCP}, ""},
+		{"load balancer address", flow.Flow{Packets: 1, Initiator: ipExternal, Responder: ipCartA, Service: lb, ServicePort: 443, Port: 8443, Proto: flow.ProtoTCP, DNAT: true}, "web-lb"},
+		{"ClusterIP", flow.Flow{Packets: 1, Initiator: ipFrontendA, Responder: ipCartA, Service: ipSvcCart, ServicePort: 8080, Port: 8443, Proto: flow.ProtoTCP, DNAT: true}, "cart"},
+		{"another node's node port, untranslated here", flow.Flow{Packets: 1, Initiator: ipFrontendA, Responder: ipNodeB, Port: 30080, Proto: flow.ProtoTCP}, "web-nodeport"},
+		{"a node's own port", flow.Flow{Packets: 1, Initiator: ipFrontendA, Responder: ipNodeB, Port: 10250, Proto: flow.ProtoTCP}, ""},
+		{"no Service", flow.Flow{Packets: 1, Initiator: ipFrontendA, Responder: ipCartA, Port: 8443, Proto: flow.ProtoTCP}, ""},
 	} {
 		var k flow.Key
 		if !a.Attribute(&tc.f, &k) || k.DstService != tc.want {
 			t.Errorf("%s: destination_service %q, want %q", tc.name, k.DstService, tc.want)
 		}
+	}
+}
+
+// TestIgnoredCountsPackets checks that the self-metrics count a flow's
+// packets, not the flow: a conntrack delta carries many, a connection's
+// logged first packet in connection mode none (conntrack counts it).
+func TestIgnoredCountsPackets(t *testing.T) {
+	a := New(resolver, Config{Node: "node-b"})
+	var k flow.Key
+	for _, packets := range []uint32{5, 0, 1} {
+		f := flow.Flow{Initiator: ipFrontendA, Responder: ipCartA, Port: 8080, Proto: flow.ProtoTCP, Packets: packets}
+		if a.Attribute(&f, &k) {
+			t.Fatal("node-b reports node-a's connection")
+		}
+	}
+	if got := a.Stats().OtherNodeReports; got != 6 {
+		t.Errorf("other_node_reports = %d, want 6 packets", got)
 	}
 }

@@ -27,7 +27,7 @@ func BenchmarkScrape(b *testing.B) {
 					DstPort: uint16(i % 2000), Proto: flow.ProtoTCP,
 				}, flow.Original, 100, true, 1)
 			}
-			reg := Gatherers{Flows: NewFlows(tab, attribute.Labels{}), Self: NewSelfRegistry(Sources{})}
+			reg := Gatherers{Flows: NewFlows(tab, attribute.Labels{}), Self: NewSelfRegistry(&Sources{})}
 			b.ReportAllocs()
 			cpu0 := cpuTime()
 			for b.Loop() {

@@ -123,6 +123,10 @@ var sources = Sources{
 	ServiceNaming: func() ServiceNamingStats {
 		return ServiceNamingStats{Method: NamingLog, Misses: 6, Forgotten: 10}
 	},
+	Mode: ModeConnection,
+	Conntrack: func() ConntrackStats {
+		return ConntrackStats{AccountingEnabled: true, EnabledByPodflow: true, Events: 20, Overruns: 1, MalformedEvents: 4, Dumps: 30, DumpErrors: 2, Tracked: 40, Lost: 3, CounterResets: 5, QueueFull: 128}
+	},
 }
 
 func TestSelfExposition(t *testing.T) {
@@ -140,6 +144,10 @@ podflow_capture_conntrack 0
 # HELP podflow_capture_malformed_batches_total NFLOG datagrams whose netlink framing was broken; the packets in them count as lost.
 # TYPE podflow_capture_malformed_batches_total counter
 podflow_capture_malformed_batches_total 2
+# HELP podflow_capture_mode 1 for the capture mode podflow runs in (packet: every packet logged; connection: bytes and packets from conntrack), else 0.
+# TYPE podflow_capture_mode gauge
+podflow_capture_mode{mode="connection"} 1
+podflow_capture_mode{mode="packet"} 0
 # HELP podflow_capture_overruns_total Receive buffer overruns (ENOBUFS) on the NFLOG socket.
 # TYPE podflow_capture_overruns_total counter
 podflow_capture_overruns_total 1
@@ -155,6 +163,36 @@ podflow_capture_packets_received_total 1000
 # HELP podflow_capture_sample_rate The kernel logs one packet in this many; counters are scaled by it.
 # TYPE podflow_capture_sample_rate gauge
 podflow_capture_sample_rate 4
+# HELP podflow_conntrack_accounting_enabled 1 when the kernel counts bytes and packets per connection (nf_conntrack_acct), else 0; by_podflow says whether podflow turned it on.
+# TYPE podflow_conntrack_accounting_enabled gauge
+podflow_conntrack_accounting_enabled{by_podflow="true"} 1
+# HELP podflow_conntrack_connections Connections whose counters podflow follows.
+# TYPE podflow_conntrack_connections gauge
+podflow_conntrack_connections 40
+# HELP podflow_conntrack_connections_lost_total Connections whose last counts were never read (their end event lost, or gone between two dumps).
+# TYPE podflow_conntrack_connections_lost_total counter
+podflow_conntrack_connections_lost_total 3
+# HELP podflow_conntrack_counter_resets_total Connection counters that went backwards (zeroed by another program); the new totals are counted whole.
+# TYPE podflow_conntrack_counter_resets_total counter
+podflow_conntrack_counter_resets_total 5
+# HELP podflow_conntrack_dump_errors_total Periodic reads of the live connections' counters that failed.
+# TYPE podflow_conntrack_dump_errors_total counter
+podflow_conntrack_dump_errors_total 2
+# HELP podflow_conntrack_dumps_total Periodic reads of the live connections' counters.
+# TYPE podflow_conntrack_dumps_total counter
+podflow_conntrack_dumps_total 30
+# HELP podflow_conntrack_events_malformed_total Conntrack event messages that could not be decoded; their connections' last counts are missing.
+# TYPE podflow_conntrack_events_malformed_total counter
+podflow_conntrack_events_malformed_total 4
+# HELP podflow_conntrack_events_total Conntrack events read (connections that ended).
+# TYPE podflow_conntrack_events_total counter
+podflow_conntrack_events_total 20
+# HELP podflow_conntrack_overruns_total Overruns (ENOBUFS) of the conntrack event socket: the kernel dropped at least one event each time.
+# TYPE podflow_conntrack_overruns_total counter
+podflow_conntrack_overruns_total 1
+# HELP podflow_conntrack_updates_dropped_total Counter updates of connections (one per direction and read) dropped before counting, by reason.
+# TYPE podflow_conntrack_updates_dropped_total counter
+podflow_conntrack_updates_dropped_total{reason="queue_full"} 128
 # HELP podflow_decode_errors_total Packets that could not be decoded, by reason.
 # TYPE podflow_decode_errors_total counter
 podflow_decode_errors_total{reason="truncated"} 2
@@ -195,8 +233,9 @@ podflow_series_evicted_total{reason="idle"} 3
 # HELP podflow_series_limit The cap on flow series (--metrics.max-series; 0: no cap).
 # TYPE podflow_series_limit gauge
 podflow_series_limit 100000
-# HELP podflow_service_naming 1 for the method this node names the Service a client dialled by (glue: NFLOG's conntrack tuple; log: the first packet logged before DNAT; none), else 0.
+# HELP podflow_service_naming 1 for the method this node names the Service a client dialled by (glue: NFLOG's conntrack tuple; log: the first packet logged before DNAT; conntrack: connection mode, conntrack's original tuple; none), else 0.
 # TYPE podflow_service_naming gauge
+podflow_service_naming{method="conntrack"} 0
 podflow_service_naming{method="glue"} 0
 podflow_service_naming{method="log"} 1
 podflow_service_naming{method="none"} 0
@@ -207,13 +246,13 @@ podflow_service_naming_forgotten_total 10
 # TYPE podflow_service_naming_misses_total counter
 podflow_service_naming_misses_total 6
 `
-	if err := testutil.GatherAndCompare(pedantic(t, newSelf(sources)), strings.NewReader(want)); err != nil {
+	if err := testutil.GatherAndCompare(pedantic(t, newSelf(&sources)), strings.NewReader(want)); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func TestSelfRegistryHasBuildInfo(t *testing.T) {
-	reg := NewSelfRegistry(Sources{})
+	reg := NewSelfRegistry(&Sources{})
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -244,7 +283,7 @@ func TestEveryMetricIsDocumented(t *testing.T) {
 		documented[m[1]] = true
 	}
 	flows := NewFlowRegistry(NewFlows(series, attribute.Labels{SourcePod: true, DestinationPod: true, DestinationService: true}))
-	selfReg := NewSelfRegistry(sources)
+	selfReg := NewSelfRegistry(&sources)
 	mfs, err := Gatherers{Flows: NewFlows(series, attribute.Labels{SourcePod: true, DestinationPod: true, DestinationService: true}), Self: selfReg}.Gather()
 	_ = flows
 	if err != nil {
@@ -285,7 +324,7 @@ func TestGatherMatchesRegistry(t *testing.T) {
 		if a, b := exposition(t, want), exposition(t, got); a != b {
 			t.Errorf("labels %+v: fast path\n%s\nregistry\n%s", labels, b, a)
 		}
-		both, err := Gatherers{Flows: flows, Self: NewSelfRegistry(sources)}.Gather()
+		both, err := Gatherers{Flows: flows, Self: NewSelfRegistry(&sources)}.Gather()
 		if err != nil {
 			t.Fatal(err)
 		}

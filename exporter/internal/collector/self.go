@@ -2,6 +2,7 @@ package collector
 
 import (
 	"errors"
+	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -70,14 +71,53 @@ type Sources struct {
 	SampleRate uint32
 	// ServiceNaming says how the Services clients dialled are named.
 	ServiceNaming func() ServiceNamingStats
+	// Mode is the capture mode (--capture.mode): ModePacket or
+	// ModeConnection; "" leaves podflow_capture_mode out.
+	Mode string
+	// Conntrack reads the conntrack source in connection mode; nil in
+	// packet mode.
+	Conntrack func() ConntrackStats
+}
+
+// The capture modes, the values of podflow_capture_mode's mode label.
+const (
+	ModePacket     = "packet"
+	ModeConnection = "connection"
+)
+
+// ConntrackStats is what connection mode's conntrack source and the
+// hand-off of its deltas report.
+type ConntrackStats struct {
+	// AccountingEnabled: the kernel counts bytes and packets per
+	// connection (nf_conntrack_acct); EnabledByPodflow: podflow turned
+	// it on.
+	AccountingEnabled, EnabledByPodflow bool
+	// Events counts destroy events read; Overruns, overruns of the event
+	// socket (the kernel dropped at least one event each time);
+	// MalformedEvents, event messages that could not be decoded.
+	Events, Overruns, MalformedEvents uint64
+	// Dumps counts periodic reads of the live connections; DumpErrors,
+	// the ones that failed.
+	Dumps, DumpErrors uint64
+	// Tracked is how many connections the source follows.
+	Tracked uint64
+	// Lost counts connections whose last counts were never read.
+	Lost uint64
+	// CounterResets counts connection totals that went backwards
+	// (someone zeroed the kernel's counters).
+	CounterResets uint64
+	// QueueFull counts counter updates (one per direction of a delta)
+	// dropped because the hand-off queue was full.
+	QueueFull uint64
 }
 
 // How a node names the Service a client dialled before DNAT: the values
 // of podflow_service_naming's method label.
 const (
-	NamingGlue = "glue" // NFLOG's conntrack tuple
-	NamingLog  = "log"  // the first packet logged before DNAT
-	NamingNone = "none"
+	NamingGlue      = "glue"      // NFLOG's conntrack tuple
+	NamingConntrack = "conntrack" // connection mode: conntrack's original tuple
+	NamingLog       = "log"       // the first packet logged before DNAT
+	NamingNone      = "none"
 )
 
 // ServiceNamingStats is the state of Service naming.
@@ -92,21 +132,24 @@ type ServiceNamingStats struct {
 type self struct {
 	src Sources
 
-	received, lost, dropped, overruns, bound, sampleRate *prometheus.Desc
-	badBatches, conntrack                                *prometheus.Desc
-	decodeErrors, misses, ignored, overlay               *prometheus.Desc
-	series, seriesLimit, seriesDropped, seriesEvicted    *prometheus.Desc
-	nftSyncs, kubeSynced, kubeErrors                     *prometheus.Desc
-	naming, namingMisses, namingForgotten                *prometheus.Desc
+	received, lost, dropped, overruns, bound, sampleRate  *prometheus.Desc
+	badBatches, conntrack                                 *prometheus.Desc
+	decodeErrors, misses, ignored, overlay                *prometheus.Desc
+	series, seriesLimit, seriesDropped, seriesEvicted     *prometheus.Desc
+	nftSyncs, kubeSynced, kubeErrors                      *prometheus.Desc
+	naming, namingMisses, namingForgotten                 *prometheus.Desc
+	mode, ctAccounting, ctEvents, ctOverruns, ctMalformed *prometheus.Desc
+	ctDumps, ctDumpErrors, ctTracked, ctLost, ctDropped   *prometheus.Desc
+	ctResets                                              *prometheus.Desc
 }
 
 func desc(name, help string, labels ...string) *prometheus.Desc {
 	return prometheus.NewDesc(prometheus.BuildFQName(namespace, "", name), help, labels, nil)
 }
 
-func newSelf(src Sources) *self {
+func newSelf(src *Sources) *self {
 	return &self{
-		src:           src,
+		src:           *src,
 		received:      desc("capture_packets_received_total", "Packets read from the NFLOG group."),
 		lost:          desc("capture_packets_lost_total", "Packets the kernel logged but podflow never read (NFLOG sequence gaps)."),
 		dropped:       desc("capture_packets_dropped_total", "Packets read but dropped before counting, by reason.", "reason"),
@@ -127,9 +170,21 @@ func newSelf(src Sources) *self {
 		kubeSynced:    desc("kubernetes_synced", "1 once the informer of the resource has synced, else 0.", "resource"),
 		kubeErrors:    desc("kubernetes_errors_total", "List and watch failures, by resource.", "resource"),
 		naming: desc("service_naming", "1 for the method this node names the Service a client dialled by "+
-			"(glue: NFLOG's conntrack tuple; log: the first packet logged before DNAT; none), else 0.", "method"),
+			"(glue: NFLOG's conntrack tuple; log: the first packet logged before DNAT; conntrack: connection mode, conntrack's original tuple; none), else 0.", "method"),
 		namingMisses:    desc("service_naming_misses_total", "Packets of connections this node translated whose pre-DNAT destination was not known."),
 		namingForgotten: desc("service_naming_forgotten_total", "Translated connections forgotten to keep the naming table within its bound."),
+		mode:            desc("capture_mode", "1 for the capture mode podflow runs in (packet: every packet logged; connection: bytes and packets from conntrack), else 0.", "mode"),
+		ctAccounting: desc("conntrack_accounting_enabled", "1 when the kernel counts bytes and packets per connection (nf_conntrack_acct), else 0; by_podflow says whether podflow turned it on.",
+			"by_podflow"),
+		ctEvents:     desc("conntrack_events_total", "Conntrack events read (connections that ended)."),
+		ctOverruns:   desc("conntrack_overruns_total", "Overruns (ENOBUFS) of the conntrack event socket: the kernel dropped at least one event each time."),
+		ctMalformed:  desc("conntrack_events_malformed_total", "Conntrack event messages that could not be decoded; their connections' last counts are missing."),
+		ctResets:     desc("conntrack_counter_resets_total", "Connection counters that went backwards (zeroed by another program); the new totals are counted whole."),
+		ctDumps:      desc("conntrack_dumps_total", "Periodic reads of the live connections' counters."),
+		ctDumpErrors: desc("conntrack_dump_errors_total", "Periodic reads of the live connections' counters that failed."),
+		ctTracked:    desc("conntrack_connections", "Connections whose counters podflow follows."),
+		ctLost:       desc("conntrack_connections_lost_total", "Connections whose last counts were never read (their end event lost, or gone between two dumps)."),
+		ctDropped:    desc("conntrack_updates_dropped_total", "Counter updates of connections (one per direction and read) dropped before counting, by reason.", "reason"),
 	}
 }
 
@@ -141,6 +196,8 @@ func (s *self) Describe(ch chan<- *prometheus.Desc) {
 		s.series, s.seriesLimit, s.seriesDropped, s.seriesEvicted,
 		s.nftSyncs, s.kubeSynced, s.kubeErrors,
 		s.naming, s.namingMisses, s.namingForgotten,
+		s.mode, s.ctAccounting, s.ctEvents, s.ctOverruns, s.ctMalformed,
+		s.ctDumps, s.ctDumpErrors, s.ctTracked, s.ctLost, s.ctDropped, s.ctResets,
 	} {
 		ch <- d
 	}
@@ -214,9 +271,27 @@ func (s *self) Collect(ch chan<- prometheus.Metric) {
 			counter(ch, s.overlay, o.Value, o.Label)
 		}
 	}
+	if s.src.Mode != "" {
+		for _, m := range []string{ModePacket, ModeConnection} {
+			gauge(ch, s.mode, b2f(s.src.Mode == m), m)
+		}
+	}
+	if s.src.Conntrack != nil {
+		c := s.src.Conntrack()
+		gauge(ch, s.ctAccounting, b2f(c.AccountingEnabled), strconv.FormatBool(c.EnabledByPodflow))
+		counter(ch, s.ctEvents, c.Events)
+		counter(ch, s.ctOverruns, c.Overruns)
+		counter(ch, s.ctMalformed, c.MalformedEvents)
+		counter(ch, s.ctResets, c.CounterResets)
+		counter(ch, s.ctDumps, c.Dumps)
+		counter(ch, s.ctDumpErrors, c.DumpErrors)
+		gauge(ch, s.ctTracked, float64(c.Tracked))
+		counter(ch, s.ctLost, c.Lost)
+		counter(ch, s.ctDropped, c.QueueFull, "queue_full")
+	}
 	if s.src.ServiceNaming != nil {
 		n := s.src.ServiceNaming()
-		for _, m := range []string{NamingGlue, NamingLog, NamingNone} {
+		for _, m := range []string{NamingGlue, NamingLog, NamingConntrack, NamingNone} {
 			gauge(ch, s.naming, b2f(n.Method == m || (n.Method == "" && m == NamingNone)), m)
 		}
 		counter(ch, s.namingMisses, n.Misses)
@@ -233,7 +308,7 @@ func (s *self) Collect(ch chan<- prometheus.Metric) {
 // NewSelfRegistry returns the registry of podflow's own health: the
 // self-metrics of src, podflow_build_info, and the Go and process
 // collectors.
-func NewSelfRegistry(src Sources) *prometheus.Registry {
+func NewSelfRegistry(src *Sources) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		newSelf(src),

@@ -68,6 +68,9 @@ type dialled struct {
 // methods must be called from one goroutine; Stats from any.
 type Table struct {
 	max int
+	// firstOnly: only first packets are logged after DNAT (connection
+	// mode), so no connection is remembered past its first packet.
+	firstOnly bool
 	// first holds the pre-DNAT destination of first packets whose
 	// post-DNAT record has not arrived yet; it is emptied when full.
 	first map[client]dialled
@@ -86,6 +89,16 @@ func New(max int) *Table {
 		max = DefaultConnections
 	}
 	return &Table{max: max, first: make(map[client]dialled), cur: make(map[conn]dialled), old: make(map[conn]dialled)}
+}
+
+// NewFirstOnly returns a Table for connection mode, where the table logs
+// only each connection's first packet after DNAT (its bytes are counted
+// from conntrack, which names the Service itself): it joins the two
+// records of the first packet and remembers nothing after.
+func NewFirstOnly(max int) *Table {
+	t := New(max)
+	t.firstOnly = true
+	return t
 }
 
 // Remember takes a connection's first packet as logged before DNAT.
@@ -113,6 +126,10 @@ func (t *Table) Name(p *flow.Packet, f *flow.Flow) {
 	} else {
 		c = conn{client{p.Dst.As16(), p.DstPort, p.Proto}, p.Src.As16(), p.SrcPort}
 	}
+	if t.firstOnly {
+		t.nameFirst(f, c.client)
+		return
+	}
 	if f.NewConn {
 		// The post-DNAT record of a first packet (or a retransmission of
 		// one): its pre-DNAT record, if any, came just before. A
@@ -139,6 +156,27 @@ func (t *Table) Name(p *flow.Packet, f *flow.Flow) {
 			delete(t.first, c.client)
 			t.store(c, d)
 		}
+	}
+	if !ok {
+		t.missed.Add(1)
+		return
+	}
+	t.named.Add(1)
+	f.Service, f.ServicePort = d.addr, d.port
+}
+
+// nameFirst names the first packet of a connection from its pre-DNAT
+// record and forgets the record.
+func (t *Table) nameFirst(f *flow.Flow, cl client) {
+	if !f.NewConn {
+		return
+	}
+	d, ok := t.first[cl]
+	if ok {
+		delete(t.first, cl)
+	}
+	if !f.DNAT || f.Service.IsValid() {
+		return
 	}
 	if !ok {
 		t.missed.Add(1)

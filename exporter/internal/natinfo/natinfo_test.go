@@ -147,3 +147,27 @@ func BenchmarkPacket(b *testing.B) {
 		name(tab, p, flow.Original, false, true)
 	}
 }
+
+// TestFirstOnlyRemembersNothingAfterTheFirstPacket checks connection
+// mode's Table: the first packet is named, and nothing is kept for
+// packets that the table no longer logs.
+func TestFirstOnlyRemembersNothingAfterTheFirstPacket(t *testing.T) {
+	tab := NewFirstOnly(0)
+	tab.Remember(udp(client4, 40000, cluster4, 80))
+	if f := name(tab, udp(client4, 40000, backend4, 7001), flow.Original, true, true); f.Service != cluster4 || f.ServicePort != 80 {
+		t.Errorf("first packet: service %v:%d, want %v:80", f.Service, f.ServicePort, cluster4)
+	}
+	if len(tab.first) != 0 || len(tab.cur) != 0 || len(tab.old) != 0 {
+		t.Errorf("kept %d first records and %d+%d connections, want none", len(tab.first), len(tab.cur), len(tab.old))
+	}
+	// A translated first packet without its pre-DNAT record is a miss;
+	// an untranslated one consumes its record and is no miss.
+	if f := name(tab, udp(other4, 40001, backend4, 7001), flow.Original, true, true); f.Service.IsValid() {
+		t.Errorf("named %v without a pre-DNAT record", f.Service)
+	}
+	tab.Remember(udp(client4, 40002, backend4, 7001))
+	name(tab, udp(client4, 40002, backend4, 7001), flow.Original, true, false)
+	if s := tab.Stats(); s.Named != 1 || s.Missed != 1 || len(tab.first) != 0 {
+		t.Errorf("stats %+v, %d first records: want 1 named, 1 missed, none kept", s, len(tab.first))
+	}
+}

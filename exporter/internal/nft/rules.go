@@ -115,15 +115,16 @@ func (s *spec) addPreDNAT(cfg *Config) {
 			Priority: nftables.ChainPriorityRef(preDNATPriority), Policy: &accept,
 		}
 		s.chains = append(s.chains, chain)
+		var rules [][]expr.Any
 		if cfg.Connection {
 			// As in the base chains: confirmed connections leave first.
-			s.rules = append(s.rules, &nftables.Rule{Table: s.table, Chain: chain,
-				Exprs: append(ctStatus(ipsConfirmed, true), &expr.Verdict{Kind: expr.VerdictReturn})})
+			rules = append(rules, append(ctStatus(ipsConfirmed, true), &expr.Verdict{Kind: expr.VerdictReturn}))
 		}
 		// Loopback traffic is never logged after DNAT either.
-		s.rules = append(s.rules, &nftables.Rule{Table: s.table, Chain: chain, Exprs: loopbackReturn(c.ifname)})
-		s.rules = append(s.rules, &nftables.Rule{Table: s.table, Chain: chain,
-			Exprs: append(ctStatus(ipsConfirmed, false), logTo(cfg, PrefixPreDNAT))})
+		rules = append(rules, loopbackReturn(c.ifname), append(ctStatus(ipsConfirmed, false), logTo(cfg, PrefixPreDNAT)))
+		for _, exprs := range rules {
+			s.rules = append(s.rules, &nftables.Rule{Table: s.table, Chain: chain, Exprs: exprs})
+		}
 	}
 }
 

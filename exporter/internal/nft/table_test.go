@@ -351,4 +351,3 @@ func TestReturnKeepsOtherVerdicts(t *testing.T) {
 		t.Errorf("the other table's drop was overridden; the peer received:\n%s", out)
 	}
 }
-

@@ -3,6 +3,14 @@
 // goroutine; full batches cross a bounded queue (a full queue drops the
 // batch and counts its packets); one aggregator goroutine attributes each
 // flow and adds the batch to the table under one lock.
+//
+// In connection mode a second producer fills the same batches: the
+// conntrack source hands its deltas to HandleConns on its own goroutine,
+// which turns each into flows (package ctflow) that take the same path,
+// through the same Attributor, into the same table. The logged packets
+// are then only connections' first packets, which count a connection and
+// nothing else, and untracked or invalid packets, which count as in
+// packet mode.
 package pipeline
 
 import (
@@ -12,6 +20,7 @@ import (
 	"time"
 
 	"github.com/podflow/podflow/exporter/internal/aggregate"
+	"github.com/podflow/podflow/exporter/internal/conntrack"
 	"github.com/podflow/podflow/exporter/internal/decode"
 	"github.com/podflow/podflow/exporter/internal/flow"
 	"github.com/podflow/podflow/exporter/internal/offload"
@@ -48,6 +57,18 @@ type Config struct {
 	// every node would report every connection under Unknown. Nil means
 	// always synced.
 	Synced func() bool
+	// Conns turns conntrack deltas into flows (*ctflow.Converter), in
+	// connection mode: the logged first packet of a connection then
+	// counts the connection alone, its bytes and packets come from
+	// conntrack. Nil is packet mode.
+	Conns ConnConverter
+}
+
+// ConnConverter appends the flows of a conntrack delta to dst
+// (*ctflow.Converter). It runs on the conntrack source's goroutine and
+// must not block.
+type ConnConverter interface {
+	Convert(dst []flow.Flow, d *conntrack.Delta) []flow.Flow
 }
 
 // MTUs tells the smallest MTU of a packet's interfaces (ifindex in and
@@ -62,16 +83,22 @@ type MTUs interface {
 const DefaultQueueSize = 256
 
 type batch struct {
-	n     int
+	n int
+	// conns is how many of the n flows came from conntrack deltas.
+	conns int
 	flows [BatchSize]flow.Flow
 }
 
 // Stats are the pipeline's own counters.
 type Stats struct {
-	// QueueFull counts packets dropped because the queue was full.
+	// QueueFull counts logged packets dropped because the queue was
+	// full.
 	QueueFull uint64
+	// ConnsQueueFull counts the flows of conntrack deltas (one per
+	// direction) dropped because the queue was full.
+	ConnsQueueFull uint64
 	// NotSynced counts packets dropped while the source of identity had
-	// not synced yet.
+	// not synced yet (wire packets, and the packets of conntrack deltas).
 	NotSynced uint64
 	// DecodeErrors counts undecodable packets, indexed by decode.Reason.
 	DecodeErrors []uint64
@@ -113,9 +140,11 @@ type Pipeline struct {
 	cur   *batch
 	pkt   flow.Packet // Handle's scratch, guarded by curMu
 
-	queueFull  atomic.Uint64
-	notSynced  atomic.Uint64
-	decodeErrs [256]atomic.Uint64
+	queueFull      atomic.Uint64
+	connsQueueFull atomic.Uint64
+	notSynced      atomic.Uint64
+	ctScratch      []flow.Flow // HandleConns' scratch, owned by its one caller
+	decodeErrs     [256]atomic.Uint64
 
 	ups []aggregate.Update // owned by Run
 }
@@ -141,6 +170,7 @@ func New(config *Config, attr Attributor, table Table) *Pipeline {
 	if cfg.Synced == nil {
 		cfg.Synced = func() bool { return true }
 	}
+
 	p := &Pipeline{
 		cfg:   cfg,
 		attr:  attr,
@@ -150,6 +180,8 @@ func New(config *Config, attr Attributor, table Table) *Pipeline {
 		// or here: QueueSize+2 of them never run out.
 		free: make(chan *batch, cfg.QueueSize+2),
 		ups:  make([]aggregate.Update, BatchSize),
+		// A delta is up to two flows, more only past 4 GiB a direction.
+		ctScratch: make([]flow.Flow, 0, 8),
 	}
 	for range cfg.QueueSize + 1 {
 		p.free <- new(batch)
@@ -184,6 +216,11 @@ func (p *Pipeline) Handle(rec *flow.Record) {
 	if p.cfg.Services != nil {
 		p.cfg.Services.Name(&p.pkt, f)
 	}
+	if p.cfg.Conns != nil && f.NewConn {
+		// Connection mode: the connection's bytes and packets, this
+		// first packet's included, come from conntrack.
+		f.Bytes, f.Packets = 0, 0
+	}
 	b.n++
 	if b.n == BatchSize {
 		p.cur = p.handOff(b)
@@ -191,15 +228,45 @@ func (p *Pipeline) Handle(rec *flow.Record) {
 	p.curMu.Unlock()
 }
 
+// HandleConns turns conntrack deltas into flows in the current batch. It
+// runs on the conntrack source's goroutine, one call at a time, never
+// blocks and, in steady state, allocates nothing. It takes the batch's
+// lock once per delta, not for the whole call: a dump hands over many
+// thousands of deltas at once, and capture must not wait for them.
+// Only in connection mode (Config.Conns).
+func (p *Pipeline) HandleConns(ds []conntrack.Delta) {
+	if p.cfg.Conns == nil {
+		return
+	}
+	for i := range ds {
+		p.ctScratch = p.cfg.Conns.Convert(p.ctScratch[:0], &ds[i])
+		if len(p.ctScratch) == 0 {
+			continue
+		}
+		p.curMu.Lock()
+		for j := range p.ctScratch {
+			b := p.cur
+			b.flows[b.n] = p.ctScratch[j]
+			b.n++
+			b.conns++
+			if b.n == BatchSize {
+				p.cur = p.handOff(b)
+			}
+		}
+		p.curMu.Unlock()
+	}
+}
+
 // handOff queues the full batch b and returns an empty batch; with the
-// queue full it drops b's packets and returns b emptied. Called with
-// curMu held.
+// queue full it drops b's flows, counts them and returns b emptied.
+// Called with curMu held.
 func (p *Pipeline) handOff(b *batch) *batch {
 	select {
 	case p.queue <- b:
 	default:
-		p.queueFull.Add(BatchSize)
-		b.n = 0
+		p.queueFull.Add(uint64(b.n - b.conns)) //nolint:gosec // 0 <= conns <= n <= BatchSize
+		p.connsQueueFull.Add(uint64(b.conns))  //nolint:gosec // as above
+		b.n, b.conns = 0, 0
 		return b
 	}
 	select {
@@ -267,7 +334,12 @@ func (p *Pipeline) flushPartial() {
 // process attributes a batch, adds it to the table and recycles it.
 func (p *Pipeline) process(b *batch) {
 	if !p.cfg.Synced() {
-		p.notSynced.Add(uint64(b.n)) //nolint:gosec // 0 <= b.n <= BatchSize
+		// Packets, as the pair counters would have counted them.
+		var packets uint64
+		for i := range b.n {
+			packets += uint64(b.flows[i].Packets)
+		}
+		p.notSynced.Add(packets)
 		p.recycle(b)
 		return
 	}
@@ -287,7 +359,7 @@ func (p *Pipeline) process(b *batch) {
 
 // recycle empties b and returns it to the free list.
 func (p *Pipeline) recycle(b *batch) {
-	b.n = 0
+	b.n, b.conns = 0, 0
 	select {
 	case p.free <- b:
 	default:
@@ -296,7 +368,7 @@ func (p *Pipeline) recycle(b *batch) {
 
 // Stats returns the pipeline's counters.
 func (p *Pipeline) Stats() Stats {
-	s := Stats{QueueFull: p.queueFull.Load(), NotSynced: p.notSynced.Load(), DecodeErrors: make([]uint64, len(p.decodeErrs))}
+	s := Stats{QueueFull: p.queueFull.Load(), ConnsQueueFull: p.connsQueueFull.Load(), NotSynced: p.notSynced.Load(), DecodeErrors: make([]uint64, len(p.decodeErrs))}
 	for i := range p.decodeErrs {
 		s.DecodeErrors[i] = p.decodeErrs[i].Load()
 	}

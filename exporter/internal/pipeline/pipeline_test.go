@@ -85,6 +85,21 @@ func TestCountsEveryPacketOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	s := onlyDNSSeries(t, tab)
+	// Sampling at 1 in 2: each packet counts twice.
+	if s.Packets != [2]uint64{300, 300} || s.Bytes != [2]uint64{30000, 90000} {
+		t.Errorf("packets %v bytes %v", s.Packets, s.Bytes)
+	}
+	st := p.Stats()
+	if st.DecodeErrors[decode.Truncated] != 1 || st.QueueFull != 0 {
+		t.Errorf("stats = queue_full %d truncated %d", st.QueueFull, st.DecodeErrors[decode.Truncated])
+	}
+}
+
+// onlyDNSSeries returns the one series tab holds, which must be the client's
+// UDP to the server's port 53.
+func onlyDNSSeries(t *testing.T, tab *aggregate.Table) aggregate.Series {
+	t.Helper()
 	snap := tab.Snapshot(nil)
 	if len(snap) != 1 {
 		t.Fatalf("%d series, want 1: %+v", len(snap), snap)
@@ -95,14 +110,7 @@ func TestCountsEveryPacketOnce(t *testing.T) {
 	if s.Key != want {
 		t.Errorf("key = %+v, want %+v", s.Key, want)
 	}
-	// Sampling at 1 in 2: each packet counts twice.
-	if s.Packets != [2]uint64{300, 300} || s.Bytes != [2]uint64{30000, 90000} {
-		t.Errorf("packets %v bytes %v", s.Packets, s.Bytes)
-	}
-	st := p.Stats()
-	if st.DecodeErrors[decode.Truncated] != 1 || st.QueueFull != 0 {
-		t.Errorf("stats = queue_full %d truncated %d", st.QueueFull, st.DecodeErrors[decode.Truncated])
-	}
+	return s
 }
 
 func TestFullQueueDropsAndCounts(t *testing.T) {
