@@ -113,7 +113,10 @@ func consume(args []string) int {
 			acfg.Labels.DestinationService = true
 		}
 		if *capMode == "connection" {
-			connectionPipeline(&pcfg)
+			if err := connectionPipeline(&pcfg); err != nil {
+				fmt.Fprintln(os.Stderr, "consume:", err)
+				return 1
+			}
 		}
 		pipe := pipeline.New(&pcfg, attribute.New(ids, acfg), table)
 		go func() { _ = pipe.Run(ctx) }()

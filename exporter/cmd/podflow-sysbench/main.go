@@ -40,6 +40,7 @@ import (
 	"time"
 
 	"github.com/podflow/podflow/exporter/internal/capture/netnstest"
+	"github.com/podflow/podflow/exporter/internal/conntrack"
 	"github.com/podflow/podflow/exporter/internal/nft"
 )
 
@@ -62,7 +63,7 @@ func run(args []string) int {
 	captureModes := fs.String("capture-modes", "packet,connection", "modes and setup: podflow's capture modes to measure")
 	baselines := fs.String("baselines", "none,conntrack,acct", "modes: router baselines without podflow: none (no table), conntrack (a table that loads conntrack and logs nothing), acct (the same with conntrack accounting on)")
 	targetReps := fs.Int("target-reps", 3, "modes: runs of the conntrack baseline and of connection mode at the maximum rate on long flows, whose medians the target compares")
-	dumpInterval := fs.Duration("dump-interval", time.Second, "connection mode: how often podflow dumps the conntrack table")
+	dumpInterval := fs.Duration("dump-interval", conntrack.DefaultDumpInterval, "connection mode: how often podflow dumps the conntrack table (--conntrack.dump-interval)")
 	setupRates := fs.String("setup-rates", "1000,2000,5000,10000,20000,50000,100000,max", "setup: offered rates of new connections per second (one packet each)")
 	setupDuration := fs.Duration("setup-duration", 2*time.Second, "setup: how long each rate is offered")
 	setupMax := fs.Uint64("setup-max", 150000, "setup: at most this many connections per rate, so that the conntrack table never fills")
@@ -411,6 +412,7 @@ type point struct {
 	ctLostConns, connsFull uint64        // connections that ended unseen; conntrack flows the hand-off dropped
 	softirq                time.Duration // of the generator's CPU, from /proc/stat
 	genProc                time.Duration // the generator process's CPU time
+	window                 time.Duration // between the consumer's first and last report
 }
 
 // sub returns the difference of two reports of one consumer.
@@ -467,6 +469,7 @@ func (b *bench) run(consumerArgs, genArgs []string, done func(r *report, forward
 		return p, err
 	}
 	var r0, r1 report
+	t0 := time.Now()
 	if c != nil {
 		if r0, err = c.report(); err != nil {
 			return p, err
@@ -504,6 +507,7 @@ func (b *bench) run(consumerArgs, genArgs []string, done func(r *report, forward
 	if err != nil {
 		return p, err
 	}
+	p.window = time.Since(t0)
 	p.sent, p.pps = g.Sent, float64(g.Sent)/g.Seconds
 	p.wall = time.Duration(g.Seconds * float64(time.Second)) // the consumer's share of a core while packets flow
 	p.forwarded = f1 - f0
