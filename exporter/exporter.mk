@@ -36,6 +36,12 @@ fuzz-capture: ## Fuzz the NFLOG batch parser briefly (FUZZTIME, default 20s).
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(or $(FUZZTIME),20s) ./exporter/internal/capture
 fuzz: fuzz-capture
 
+# Connection accounting from conntrack (exporter/internal/conntrack).
+.PHONY: fuzz-conntrack
+fuzz-conntrack: ## Fuzz the ctnetlink decoder against ti-mo/conntrack briefly (FUZZTIME, default 20s).
+	$(GO) test -run '^$$' -fuzz '^FuzzParseConn$$' -fuzztime $(or $(FUZZTIME),20s) ./exporter/internal/conntrack
+fuzz: fuzz-conntrack
+
 .PHONY: bench-system
 bench-system: ## System benchmark of capture (root): packet and connection mode beside the router's baselines, connection setup rate, podflow vs bare go-nflog, Service naming (BENCH_SYSTEM_FLAGS='-parts modes,setup' selects parts).
 	mkdir -p $(BIN_DIR)

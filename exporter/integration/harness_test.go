@@ -305,6 +305,13 @@ func runPodflow(t *testing.T, ns *netnstest.NS, addr, what string, args ...strin
 	t.Helper()
 	d := &daemon{t: t, ns: ns, addr: addr, log: &lockedBuffer{}, done: make(chan struct{})}
 	d.cmd = ns.Command(append([]string{podflowBinary(t)}, args...)...)
+	if slices.Contains(args, "--capture.mode=connection") {
+		// As in the DaemonSet's container, /proc/sys is read-only: the
+		// table, not the sysctl, must switch conntrack accounting on. ip
+		// netns exec runs the command in a mount namespace of its own,
+		// and exec keeps podflow's PID the one signals go to.
+		d.cmd = ns.Command(append([]string{"sh", "-c", `mount -o bind,ro /proc/sys /proc/sys && exec "$0" "$@"`, podflowBinary(t)}, args...)...)
+	}
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)

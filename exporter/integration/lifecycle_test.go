@@ -65,9 +65,11 @@ func testSIGTERMDeletesTable(t *testing.T, m captureMode) {
 // TestKillAndRestart checks that after kill -9 the kernel deletes the
 // table (it belongs to podflow's netlink socket), a new instance installs
 // it again and counting resumes.
-func TestKillAndRestart(t *testing.T) {
+func TestKillAndRestart(t *testing.T) { eachMode(t, testKillAndRestart) }
+
+func testKillAndRestart(t *testing.T, m captureMode) {
 	tp := newTopology(t)
-	d := startPodflow(t, tp.node, "127.0.0.1:9810")
+	d := startPodflow(t, tp.node, "127.0.0.1:9810", m.flags()...)
 	d.waitReady()
 	pingCounted(t, tp, d, 2)
 	d.signal(syscall.SIGKILL)
@@ -75,7 +77,7 @@ func TestKillAndRestart(t *testing.T) {
 	if hasTable(t, tp.node) {
 		t.Fatal("table inet podflow outlived the podflow that owned it")
 	}
-	d2 := startPodflow(t, tp.node, "127.0.0.1:9810")
+	d2 := startPodflow(t, tp.node, "127.0.0.1:9810", m.flags()...)
 	d2.waitReady()
 	if n := strings.Count(tp.node.MustRun(t, "nft", "list", "tables"), "table inet podflow"); n != 1 {
 		t.Fatalf("%d podflow tables after restart, want 1", n)
@@ -91,14 +93,16 @@ func TestKillAndRestart(t *testing.T) {
 // botched upgrade, a debug run) fails clearly without touching the first
 // one's table: it cannot bind the NFLOG group, says so and exits, and the
 // first keeps counting exactly, its table never missing or rebuilt.
-func TestSecondInstance(t *testing.T) {
+func TestSecondInstance(t *testing.T) { eachMode(t, testSecondInstance) }
+
+func testSecondInstance(t *testing.T, m captureMode) {
 	tp := newTopology(t)
-	first := startPodflow(t, tp.node, "127.0.0.1:9810", "--nftables.resync-interval=1s")
+	first := startPodflow(t, tp.node, "127.0.0.1:9810", append(m.flags(), "--nftables.resync-interval=1s")...)
 	first.waitReady()
 	pingCounted(t, tp, first, 2)
 	table := tp.node.MustRun(t, "nft", "list", "table", "inet", "podflow")
 
-	second := startPodflow(t, tp.node, "127.0.0.1:9811")
+	second := startPodflow(t, tp.node, "127.0.0.1:9811", m.flags()...)
 	if code := second.wait(60 * time.Second); code != 1 {
 		t.Fatalf("the second podflow exited with %d, want 1; log:\n%s", code, second.log.String())
 	}

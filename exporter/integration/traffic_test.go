@@ -328,6 +328,18 @@ func testExactCounts(t *testing.T, m captureMode) {
 		}
 		want = append(want, expectation{name: f.name + " connections", metric: "podflow_connections_total", labels: labels(f.port, f.proto, ""), want: f.conns})
 	}
+	if m == connectionMode {
+		// The node namespace had accounting off, and podflow could not
+		// write the sysctl (read-only, as in a container): its table
+		// switched accounting on.
+		want = append(want,
+			expectation{name: "connection mode", metric: "podflow_capture_mode", labels: map[string]string{"mode": "connection"}, want: 1},
+			expectation{name: "accounting on, by podflow", metric: "podflow_conntrack_accounting_enabled", labels: map[string]string{"by_podflow": "true"}, want: 1},
+			expectation{name: "no overruns", metric: "podflow_conntrack_overruns_total"},
+			expectation{name: "no connection lost", metric: "podflow_conntrack_connections_lost_total"},
+			expectation{name: "no update dropped", metric: "podflow_conntrack_updates_dropped_total", labels: map[string]string{"reason": "queue_full"}},
+		)
+	}
 	want = append(want,
 		expectation{name: "no loss", metric: "podflow_capture_packets_lost_total"},
 		expectation{name: "no queue drops", metric: "podflow_capture_packets_dropped_total", labels: map[string]string{"reason": "queue_full"}},

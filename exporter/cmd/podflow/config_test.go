@@ -43,6 +43,8 @@ func TestDefaults(t *testing.T) {
 		{"grace", cfg.DeletionGrace, time.Minute},
 		{"labels", cfg.Labels, attribute.Labels{}},
 		{"node", cfg.Kube.NodeName, "node-a"},
+		{"mode", cfg.Mode, "packet"},
+		{"dump interval", cfg.DumpInterval, 10 * time.Second},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -128,6 +130,32 @@ func TestFlags(t *testing.T) {
 	}
 }
 
+func TestCaptureModes(t *testing.T) {
+	for _, tc := range []struct {
+		args       []string
+		mode       string
+		connection bool
+	}{
+		{nil, ModePacket, false},
+		{[]string{"--capture.mode=packet"}, ModePacket, false},
+		{[]string{"--capture.mode=connection"}, ModeConnection, true},
+		// A short idle timeout is fine in packet mode, and with a
+		// dump interval short enough.
+		{[]string{"--metrics.idle-timeout=15s"}, ModePacket, false},
+		{[]string{"--capture.mode=connection", "--metrics.idle-timeout=15s", "--conntrack.dump-interval=5s"}, ModeConnection, true},
+		{[]string{"--capture.mode=connection", "--metrics.idle-timeout=0s", "--conntrack.dump-interval=1h"}, ModeConnection, true},
+	} {
+		cfg, err := parseConfig(append(tc.args, "--identity.file=ids.yml"))
+		if err != nil {
+			t.Errorf("%v: %v", tc.args, err)
+			continue
+		}
+		if cfg.Mode != tc.mode || cfg.Nftables.Connection != tc.connection {
+			t.Errorf("%v: mode %q, table in connection mode %v; want %q, %v", tc.args, cfg.Mode, cfg.Nftables.Connection, tc.mode, tc.connection)
+		}
+	}
+}
+
 func TestBadFlags(t *testing.T) {
 	tests := []struct {
 		args []string
@@ -144,6 +172,10 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"--kube.pod-cidr=10.0.0.0"}, `--kube.pod-cidr "10.0.0.0"`},
 		{[]string{"--nflog.buffer-size=1MiB"}, "nflog buffer size"},
 		{[]string{"--nope"}, "unknown long flag '--nope'"},
+		{[]string{"--capture.mode=flow"}, `--capture.mode="flow"`},
+		{[]string{"--conntrack.dump-interval=0s"}, "--conntrack.dump-interval 0s: must be positive"},
+		{[]string{"--capture.mode=connection", "--conntrack.dump-interval=1m", "--metrics.idle-timeout=2m"},
+			"--metrics.idle-timeout 2m0s with --capture.mode=connection: must be more than twice --conntrack.dump-interval"},
 		{nil, "--kube.node-name (or NODE_NAME) is required"},
 	}
 	t.Setenv("NODE_NAME", "")

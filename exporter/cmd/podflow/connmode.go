@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/podflow/podflow/exporter/internal/collector"
@@ -15,27 +17,27 @@ import (
 // an announcement of a change was lost.
 const localRefresh = time.Minute
 
+// acctSysctl says whether conntrack accounting is on in podflow's network
+// namespace. It is read, never written, here: in a container /proc/sys is
+// read-only, and the table switches accounting on (nft.ChainAccounting).
+const acctSysctl = "/proc/sys/net/netfilter/nf_conntrack_acct"
+
 // connMode holds the components of connection mode; nil in packet mode,
-// where its methods return nothing.
+// where its methods do nothing.
 type connMode struct {
+	conv  *ctflow.Converter
+	local *localaddr.Set
+	// source is nil until open.
 	source *conntrack.Source
-	conv   *ctflow.Converter
-	local  *localaddr.Set
+	// acctWasOn: accounting was on before podflow's table was installed.
+	acctWasOn bool
 }
 
-// newConnMode opens the conntrack source in connection mode; in packet
-// mode it returns nil.
-func newConnMode(cfg *Config, logger *slog.Logger) (*connMode, error) {
+// newConnMode builds the converter of connection mode; in packet mode it
+// returns nil.
+func newConnMode(cfg *Config, logger *slog.Logger) *connMode {
 	if cfg.Mode != ModeConnection {
-		return nil, nil
-	}
-	src, err := conntrack.New(conntrack.Config{
-		DumpInterval:     cfg.DumpInterval,
-		EnableAccounting: true,
-		Logger:           logger.With("component", "conntrack"),
-	})
-	if err != nil {
-		return nil, err
+		return nil
 	}
 	local := localaddr.New()
 	if err := local.Refresh(); err != nil {
@@ -46,7 +48,39 @@ func newConnMode(cfg *Config, logger *slog.Logger) (*connMode, error) {
 		overlays[i] = ctflow.Overlay{Name: o.Name, Proto: o.Proto, Port: o.Port}
 	}
 	conv := ctflow.New(ctflow.Config{Overlays: overlays, SampleRate: cfg.Nftables.SampleRate, Local: local})
-	return &connMode{source: src, conv: conv, local: local}, nil
+	return &connMode{conv: conv, local: local}
+}
+
+// noteAccounting reads whether accounting is on, before the table can
+// switch it on. A missing setting (conntrack not loaded yet) is off.
+func (c *connMode) noteAccounting() {
+	if c == nil {
+		return
+	}
+	b, err := os.ReadFile(acctSysctl)
+	c.acctWasOn = err == nil && string(bytes.TrimSpace(b)) != "0"
+}
+
+// open starts reading conntrack, after the table is installed.
+func (c *connMode) open(cfg *Config, logger *slog.Logger) error {
+	if c == nil {
+		return nil
+	}
+	logger = logger.With("component", "conntrack")
+	src, err := conntrack.New(conntrack.Config{
+		DumpInterval:     cfg.DumpInterval,
+		EnableAccounting: true,
+		Logger:           logger,
+	})
+	if err != nil {
+		return err
+	}
+	c.source = src
+	if s := src.Stats(); s.AccountingEnabled && !c.acctWasOn && !s.EnabledByPodflow {
+		logger.Info("conntrack accounting was off in this network namespace; podflow's table switched it on " +
+			"(connections that started before carry no byte or packet counters)")
+	}
+	return nil
 }
 
 // converter returns the pipeline's converter of deltas, nil in packet
@@ -78,13 +112,32 @@ func (c *connMode) stats(pipe *pipeline.Pipeline) func() collector.ConntrackStat
 		return nil
 	}
 	return func() collector.ConntrackStats {
-		s := c.source.Stats()
-		return collector.ConntrackStats{
-			AccountingEnabled: s.AccountingEnabled, EnabledByPodflow: s.EnabledByPodflow,
-			Events: s.Events, Overruns: s.LostEvents, MalformedEvents: s.DecodeErrors,
-			Dumps: s.Dumps, DumpErrors: s.DumpErrors,
-			Tracked: s.Tracked, Lost: s.Lost, CounterResets: s.CounterResets,
-			QueueFull: pipe.Stats().ConnsQueueFull,
+		out := collector.ConntrackStats{QueueFull: pipe.Stats().ConnsQueueFull}
+		if c.source == nil {
+			return out
 		}
+		s := c.source.Stats()
+		out.AccountingEnabled = s.AccountingEnabled
+		// Switched on by podflow: by its table, or by the source's write.
+		out.EnabledByPodflow = s.EnabledByPodflow || (s.AccountingEnabled && !c.acctWasOn)
+		out.Events, out.Overruns, out.MalformedEvents = s.Events, s.LostEvents, s.DecodeErrors
+		out.Dumps, out.DumpErrors = s.Dumps, s.DumpErrors
+		out.Tracked, out.Lost, out.CounterResets = s.Tracked, s.Lost, s.CounterResets
+		return out
 	}
+}
+
+// ready says why connection mode is not ready yet, or "".
+func (c *connMode) ready() string {
+	switch {
+	case c == nil:
+		return ""
+	case c.source == nil:
+		return "conntrack: not opened yet"
+	case c.source.Stats().Dumps == 0:
+		// Until the first dump, a connection that starts may land in the
+		// baseline, which is never counted.
+		return "conntrack: the first dump of the connection table has not completed yet"
+	}
+	return ""
 }

@@ -103,11 +103,7 @@ func run(args []string) int {
 		}
 		namer = services
 	}
-	conns, err := newConnMode(cfg, logger)
-	if err != nil {
-		logger.Error("cannot read conntrack (--capture.mode=connection)", "err", err)
-		return 1
-	}
+	conns := newConnMode(cfg, logger)
 	pipe := pipeline.New(&pipeline.Config{
 		QueueSize:     cfg.QueueSize,
 		SampleRate:    cfg.Nftables.SampleRate,
@@ -141,8 +137,20 @@ func run(args []string) int {
 		logger.Error("cannot bind the NFLOG group; is another podflow running on this node? Stop it or choose another --nflog.group", "group", cfg.Capture.Group, "err", err)
 		return 1
 	}
+	conns.noteAccounting()
 	if err := nftTable.Install(); err != nil {
 		logger.Error("cannot install the nftables table", "err", err)
+		closeAll(listeners)
+		return 1
+	}
+	// After the table: its ct expressions load conntrack in the namespace
+	// (a plain host may have none before), and in connection mode it
+	// switches accounting on.
+	if err := conns.open(cfg, logger); err != nil {
+		logger.Error("cannot read conntrack (--capture.mode=connection)", "err", err)
+		if derr := nftTable.Delete(); derr != nil {
+			logger.Error("cannot delete the nftables table", "err", derr)
+		}
 		closeAll(listeners)
 		return 1
 	}

@@ -86,10 +86,8 @@ func readiness(cfg *Config, ident identitySource, reader *capture.Reader, table 
 				reasons = append(reasons, fmt.Sprintf("NFLOG group %d not bound yet", cfg.Capture.Group))
 			}
 		}
-		if conns != nil && conns.source.Stats().Dumps == 0 {
-			// Until the first dump, a connection that starts may land in
-			// the baseline, which is never counted.
-			reasons = append(reasons, "conntrack: the first dump of the connection table has not completed yet")
+		if r := conns.ready(); r != "" {
+			reasons = append(reasons, r)
 		}
 		if n := table.Stats(); !n.Installed {
 			r := "nftables table inet podflow not installed"

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	ct "github.com/ti-mo/conntrack"
+
 	"github.com/podflow/podflow/exporter/internal/capture/netnstest"
 )
 
@@ -44,7 +46,7 @@ const ctTable = `table inet pfcttest {
 }
 `
 
-func newTestbed(t *testing.T) *testbed {
+func newTestbed(t testing.TB) *testbed {
 	t.Helper()
 	node := netnstest.New(t, "pfct-")
 	peer := netnstest.New(t, "pfct-")
@@ -220,7 +222,7 @@ func tcpEcho(t *testing.T, ns *netnstest.NS, addr string) {
 }
 
 // newSource opens a Source in the node.
-func newSource(t *testing.T, tb *testbed, cfg Config) *Source {
+func newSource(t testing.TB, tb *testbed, cfg Config) *Source {
 	t.Helper()
 	var s *Source
 	if err := tb.node.Do(func() (err error) { s, err = New(cfg); return err }); err != nil {
@@ -230,7 +232,7 @@ func newSource(t *testing.T, tb *testbed, cfg Config) *Source {
 }
 
 // run runs s until the test ends or stop is called.
-func run(t *testing.T, s *Source, emit func([]Delta)) func() {
+func run(t testing.TB, s *Source, emit func([]Delta)) func() {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -255,7 +257,7 @@ func run(t *testing.T, s *Source, emit func([]Delta)) func() {
 	return stop
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
@@ -268,7 +270,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 // waitDumps waits until n more dumps have been applied, so that the
 // last one began after everything before the call.
-func waitDumps(t *testing.T, s *Source, n uint64) {
+func waitDumps(t testing.TB, s *Source, n uint64) {
 	t.Helper()
 	target := s.Stats().Dumps + n
 	waitFor(t, fmt.Sprintf("dump %d", target), func() bool { return s.Stats().Dumps >= target })
@@ -373,6 +375,9 @@ func TestSourceCountsExactly(t *testing.T) {
 	want[tcpKey] = [4]uint64{op, ob, rp, rb}
 	want[flowKey{17, noAcct.orig}] = [4]uint64{}
 
+	// Switched off behind podflow's back: Stats follows at the next dump.
+	tb.node.MustRun(t, "sysctl", "-qw", "net.netfilter.nf_conntrack_acct=0")
+	waitFor(t, "accounting to read as off", func() bool { return !s.Stats().AccountingEnabled })
 	stop()
 	for k, w := range want {
 		if got, _ := ta.get(k); got != w {
@@ -393,4 +398,70 @@ func TestSourceCountsExactly(t *testing.T) {
 		t.Errorf("losses: %+v", st)
 	}
 	t.Logf("stats: %+v", st)
+}
+
+// TestSourceCountsOverrunsAndLost ends many connections at once into a
+// tiny event buffer: the overrun is counted, and every connection ends
+// exactly once, by its destroy event or as Lost after the dumps.
+func TestSourceCountsOverrunsAndLost(t *testing.T) {
+	const n = 3000
+	ns := netnstest.New(t, "pfct-")
+	var s *Source
+	if err := ns.Do(func() error {
+		var err error
+		// The kernel doubles the request and takes its minimum: a few
+		// events fit.
+		if s, err = New(Config{DumpInterval: 50 * time.Millisecond, ReadBuffer: 4096}); err != nil {
+			return err
+		}
+		return createFlows(n, 600)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	finals := 0
+	stop := run(t, s, func(ds []Delta) {
+		mu.Lock()
+		defer mu.Unlock()
+		for i := range ds {
+			if ds[i].Final {
+				finals++
+			}
+		}
+	})
+	waitDumps(t, s, 1)
+	if got := s.Stats().Tracked; got != n {
+		t.Fatalf("tracked %d connections, want %d: %+v", got, n, s.Stats())
+	}
+	ns.MustRun(t, "conntrack", "-F")
+	waitFor(t, "every connection to end", func() bool { return s.Stats().Tracked == 0 })
+	stop()
+	st := s.Stats()
+	mu.Lock()
+	defer mu.Unlock()
+	if st.LostEvents == 0 {
+		t.Errorf("no overrun counted: %+v", st)
+	}
+	if uint64(finals) != st.Events || st.Events+st.Lost != n {
+		t.Errorf("%d final deltas, stats %+v: want events + lost = %d", finals, st, n)
+	}
+	t.Logf("%d connections flushed at once: %d destroy events read, %d lost in %d overruns", n, st.Events, st.Lost, st.LostEvents)
+}
+
+// createFlows adds n UDP connections through ctnetlink in the current
+// namespace, with a timeout in seconds.
+func createFlows(n int, timeout uint32) error {
+	c, err := ct.Dial(nil)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	src, dst := netip.MustParseAddr("10.96.0.1"), netip.MustParseAddr("10.96.0.2")
+	for i := range n {
+		f := ct.NewFlow(17, 0, src, dst, uint16(1024+i%60000), uint16(53+i/60000), timeout, 0) //nolint:gosec // small
+		if err := c.Create(f); err != nil {
+			return fmt.Errorf("create %d: %w", i, err)
+		}
+	}
+	return nil
 }

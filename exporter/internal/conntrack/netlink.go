@@ -6,107 +6,106 @@ import (
 	"net/netip"
 	"sync/atomic"
 
-	"github.com/mdlayher/netlink"
 	ct "github.com/ti-mo/conntrack"
 	"github.com/ti-mo/netfilter"
 	"golang.org/x/sys/unix"
 )
 
-// eventBufferSize is the read buffer for one event datagram: the kernel
-// sends one message of a few hundred bytes per destroy.
-const eventBufferSize = 64 << 10
+// Read buffers: an event datagram holds one message of a few hundred
+// bytes; the kernel fills dump datagrams up to 32 KiB.
+const (
+	eventBufferSize = 16 << 10
+	dumpBufferSize  = 64 << 10
+)
 
 // netlinkKernel is ctnetlink: a socket subscribed to destroy events and
-// another for dumps, both in the namespace New ran in.
+// another for dumps, both in the namespace New ran in. Messages are
+// decoded by parseConn into reused buffers; ti-mo/conntrack, which
+// allocates a Flow and a decoder per message, serves as the probe and as
+// the reference decoder in tests.
 type netlinkKernel struct {
-	events *netlink.Conn
-	dumps  *ct.Conn
-	closed atomic.Bool
+	events, dumps  *nlSocket
+	evBuf, dumpBuf []byte
+	seq            uint32
+	closed         atomic.Bool
+	st             *counters
 }
 
-func dialKernel(readBuffer int) (*netlinkKernel, error) {
-	dumps, err := ct.Dial(nil)
-	if err != nil {
-		return nil, fmt.Errorf("conntrack: open a netfilter netlink socket: %w", err)
-	}
-	// A cheap request that fails when ctnetlink is missing
-	// (nf_conntrack_netlink not loaded and not loadable) or not permitted:
-	// the lookup of a connection that cannot exist answers ENOENT.
-	// (StatsGlobal would be the natural probe, but its reply never ends
-	// the library's dump read on recent kernels.)
-	probe := ct.NewFlow(unix.IPPROTO_UDP, 0, netip.IPv4Unspecified(), netip.IPv4Unspecified(), 0, 0, 1, 0)
-	if _, err := dumps.Get(probe); err != nil && !errors.Is(err, unix.ENOENT) {
-		_ = dumps.Close()
-		return nil, fmt.Errorf("conntrack: ctnetlink is unavailable (is nf_conntrack_netlink loaded, and does podflow have CAP_NET_ADMIN?): %w", err)
-	}
-	events, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{MessageBufferSize: eventBufferSize})
-	if err != nil {
-		_ = dumps.Close()
-		return nil, fmt.Errorf("conntrack: open the event socket: %w", err)
-	}
-	k := &netlinkKernel{events: events, dumps: dumps}
-	if err := k.setReadBuffer(readBuffer); err != nil {
-		_ = k.close()
+func dialKernel(readBuffer int, st *counters) (*netlinkKernel, error) {
+	if err := probe(); err != nil {
 		return nil, err
 	}
-	if err := events.JoinGroup(uint32(netfilter.GroupCTDestroy)); err != nil {
+	k := &netlinkKernel{evBuf: make([]byte, eventBufferSize), dumpBuf: make([]byte, dumpBufferSize), st: st}
+	var err error
+	if k.events, err = openSocket(); err != nil {
+		return nil, fmt.Errorf("conntrack: open the event socket: %w", err)
+	}
+	if k.dumps, err = openSocket(); err != nil {
+		_ = k.events.close()
+		return nil, fmt.Errorf("conntrack: open the dump socket: %w", err)
+	}
+	if err := k.events.setReadBuffer(readBuffer); err != nil {
+		_ = k.close()
+		return nil, fmt.Errorf("conntrack: event socket read buffer of %d bytes: %w", readBuffer, err)
+	}
+	if err := k.events.join(int(netfilter.GroupCTDestroy)); err != nil {
 		_ = k.close()
 		return nil, fmt.Errorf("conntrack: subscribe to destroy events: %w", err)
 	}
 	return k, nil
 }
 
-// setReadBuffer forces the receive buffer past net.core.rmem_max
-// (SO_RCVBUFFORCE, CAP_NET_ADMIN), falling back to SO_RCVBUF.
-func (k *netlinkKernel) setReadBuffer(n int) error {
-	rc, err := k.events.SyscallConn()
+// probe fails clearly when ctnetlink is missing (nf_conntrack_netlink
+// not loaded and not loadable) or not permitted: the lookup of a
+// connection that cannot exist answers ENOENT. (StatsGlobal would be the
+// natural probe, but its reply never ends the library's read on recent
+// kernels.)
+func probe() error {
+	c, err := ct.Dial(nil)
 	if err != nil {
-		return fmt.Errorf("conntrack: event socket: %w", err)
+		return fmt.Errorf("conntrack: open a netfilter netlink socket: %w", err)
 	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, n)
-	}); err != nil {
-		return fmt.Errorf("conntrack: event socket: %w", err)
-	}
-	if serr != nil {
-		if err := k.events.SetReadBuffer(n); err != nil {
-			return fmt.Errorf("conntrack: set the event socket's read buffer: %w", err)
-		}
+	defer c.Close()
+	f := ct.NewFlow(unix.IPPROTO_UDP, 0, netip.IPv4Unspecified(), netip.IPv4Unspecified(), 0, 0, 1, 0)
+	if _, err := c.Get(f); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("conntrack: ctnetlink is unavailable (is nf_conntrack_netlink loaded, and does podflow have CAP_NET_ADMIN?): %w", err)
 	}
 	return nil
 }
 
 func (k *netlinkKernel) close() error {
 	k.closed.Store(true)
-	return errors.Join(k.events.Close(), k.dumps.Close())
+	return errors.Join(k.events.close(), k.dumps.close())
 }
 
+// maxDrain bounds the datagrams one receive reads: after the first, it
+// reads what is already waiting without sleeping, so that a busy socket
+// costs one wake-up of the reader and of Run per batch, not per event.
+const maxDrain = 256
+
 func (k *netlinkKernel) receive(dst []sample) ([]sample, error) {
-	msgs, err := k.events.Receive()
-	if err != nil {
-		switch {
-		case k.closed.Load():
-			return dst, errClosed
-		case errors.Is(err, unix.ENOBUFS):
-			return dst, errOverrun
-		}
-		return dst, fmt.Errorf("conntrack: receive events: %w", err)
-	}
 	var bad *decodeError
-	for _, m := range msgs {
-		var ev ct.Event
-		if err := ev.Unmarshal(m); err != nil {
-			if bad == nil {
-				bad = &decodeError{err: err}
+	for i := range maxDrain {
+		var n int
+		var err error
+		if i == 0 {
+			n, err = k.events.recv(k.evBuf)
+		} else {
+			n, err = k.events.tryRecv(k.evBuf)
+		}
+		if err != nil {
+			switch {
+			case k.closed.Load():
+				return dst, errClosed
+			case errors.Is(err, unix.EAGAIN):
+			case errors.Is(err, unix.ENOBUFS):
+				return dst, errOverrun
+			default:
+				return dst, fmt.Errorf("conntrack: receive events: %w", err)
 			}
-			bad.n++
-			continue
+			break
 		}
-		if ev.Type != ct.EventDestroy || ev.Flow == nil {
-			continue
-		}
-		dst = append(dst, fromFlow(ev.Flow))
+		dst = k.decodeEvents(dst, n, &bad)
 	}
 	if bad != nil {
 		return dst, bad
@@ -114,44 +113,87 @@ func (k *netlinkKernel) receive(dst []sample) ([]sample, error) {
 	return dst, nil
 }
 
-func (k *netlinkKernel) dump(dst []sample) ([]sample, error) {
-	flows, err := k.dumps.Dump(nil)
-	if err != nil {
-		if k.closed.Load() {
-			return dst, errClosed
+// decodeEvents appends the destroy events of the datagram of n bytes in
+// evBuf to dst, noting what it cannot decode in *bad.
+func (k *netlinkKernel) decodeEvents(dst []sample, n int, bad **decodeError) []sample {
+	note := func(err error) {
+		if *bad == nil {
+			*bad = &decodeError{err: err}
 		}
-		return dst, fmt.Errorf("conntrack: dump: %w", err)
+		(*bad).n++
 	}
-	for i := range flows {
-		dst = append(dst, fromFlow(&flows[i]))
+	if n > len(k.evBuf) {
+		note(fmt.Errorf("event datagram of %d bytes cut to %d", n, len(k.evBuf)))
+		return dst
 	}
-	return dst, nil
+	ms := messages{b: k.evBuf[:n]}
+	for ms.next() {
+		body, ok := ms.m.conntrack(msgCTDelete)
+		if !ok {
+			continue
+		}
+		dst = append(dst, sample{})
+		if err := parseConn(body, &dst[len(dst)-1]); err != nil {
+			dst = dst[:len(dst)-1]
+			note(err)
+		}
+	}
+	if ms.err != nil {
+		note(ms.err)
+	}
+	return dst
 }
 
-// fromFlow keeps what podflow needs of a flow. A flow created while
-// accounting was off has no counters: they read as zero.
-func fromFlow(f *ct.Flow) sample {
-	return sample{
-		Conn: Conn{
-			ID:     f.ID,
-			Proto:  f.TupleOrig.Proto.Protocol,
-			Orig:   fromTuple(&f.TupleOrig),
-			Reply:  fromTuple(&f.TupleReply),
-			Status: uint32(f.Status),
-			Zone:   f.Zone,
-		},
-		origPackets:  f.CountersOrig.Packets,
-		origBytes:    f.CountersOrig.Bytes,
-		replyPackets: f.CountersReply.Packets,
-		replyBytes:   f.CountersReply.Bytes,
+// dump reads the whole table. Entries that cannot be decoded are counted
+// and skipped (the tracker then treats them as absent); datagrams left
+// from an interrupted dump are told apart by their sequence number.
+func (k *netlinkKernel) dump(dst []sample) ([]sample, error) {
+	k.seq++
+	if err := k.dumps.sendDump(k.seq); err != nil {
+		return dst, k.dumpErr(err)
+	}
+	for {
+		n, err := k.dumps.recv(k.dumpBuf)
+		if err != nil {
+			return dst, k.dumpErr(err)
+		}
+		if n > len(k.dumpBuf) {
+			return dst, fmt.Errorf("conntrack: dump datagram of %d bytes cut to %d", n, len(k.dumpBuf))
+		}
+		ms := messages{b: k.dumpBuf[:n]}
+		for ms.next() {
+			m := &ms.m
+			if m.seq != k.seq {
+				continue
+			}
+			switch m.typ {
+			case unix.NLMSG_DONE:
+				return dst, nil
+			case unix.NLMSG_ERROR:
+				if err := nlError(m.payload); err != nil {
+					return dst, fmt.Errorf("conntrack: dump: %w", err)
+				}
+				continue
+			}
+			body, ok := m.conntrack(msgCTNew)
+			if !ok {
+				continue
+			}
+			dst = append(dst, sample{})
+			if err := parseConn(body, &dst[len(dst)-1]); err != nil {
+				dst = dst[:len(dst)-1]
+				k.st.decodeErrors.Add(1)
+			}
+		}
+		if ms.err != nil {
+			return dst, fmt.Errorf("conntrack: dump: %w", ms.err)
+		}
 	}
 }
 
-func fromTuple(t *ct.Tuple) Tuple {
-	return Tuple{
-		Src:     t.IP.SourceAddress,
-		Dst:     t.IP.DestinationAddress,
-		SrcPort: t.Proto.SourcePort,
-		DstPort: t.Proto.DestinationPort,
+func (k *netlinkKernel) dumpErr(err error) error {
+	if k.closed.Load() {
+		return errClosed
 	}
+	return fmt.Errorf("conntrack: dump: %w", err)
 }

@@ -17,10 +17,13 @@ type Config struct {
 	DumpInterval time.Duration
 	// EnableAccounting sets net.netfilter.nf_conntrack_acct to 1 in the
 	// current network namespace when it is 0. It is logged and reported
-	// in Stats.
+	// in Stats. A failed write (a read-only /proc/sys) is logged, not
+	// fatal: something else may switch it on, which Stats then shows.
 	EnableAccounting bool
 	// ReadBuffer is the event socket's receive buffer in bytes (default
-	// 8 MiB); it is forced past net.core.rmem_max when the process may.
+	// 16 MiB, which holds the destroy events of a flush of 100k
+	// connections); it is forced past net.core.rmem_max when the process
+	// may. The kernel takes memory from it only while events wait.
 	ReadBuffer int
 	Logger     *slog.Logger
 }
@@ -29,7 +32,7 @@ type Config struct {
 // zero.
 const (
 	DefaultDumpInterval = 10 * time.Second
-	DefaultReadBuffer   = 8 << 20
+	DefaultReadBuffer   = 16 << 20
 )
 
 func (c *Config) defaults() {
@@ -46,8 +49,9 @@ func (c *Config) defaults() {
 
 // Stats are the Source's self-metrics, read with atomics.
 type Stats struct {
-	// AccountingEnabled is true when nf_conntrack_acct was 1 (or set to
-	// 1) in the Source's namespace. When false every delta is zero.
+	// AccountingEnabled is true while nf_conntrack_acct is 1 in the
+	// Source's namespace, read at New and after each dump. While false,
+	// new connections carry no counters: their deltas are zero.
 	AccountingEnabled bool
 	// EnabledByPodflow is true when the Source set nf_conntrack_acct.
 	EnabledByPodflow bool
@@ -122,6 +126,7 @@ type Source struct {
 	cfg    Config
 	logger *slog.Logger
 	k      kernel
+	acct   *accounting // nil with a fake kernel
 	st     counters
 
 	closeOnce sync.Once
@@ -134,20 +139,30 @@ type Source struct {
 func New(cfg Config) (*Source, error) {
 	cfg.defaults()
 	s := &Source{cfg: cfg, logger: cfg.Logger}
-	acct, enabled, err := ensureAccounting(cfg.EnableAccounting)
+	acct, err := openAccounting()
 	if err != nil {
 		return nil, err
 	}
-	s.st.acct.Store(acct)
-	s.st.enabledByPodflow.Store(enabled)
-	switch {
-	case enabled:
-		s.logger.Info("enabled conntrack accounting in this network namespace (net.netfilter.nf_conntrack_acct was 0)")
-	case !acct:
+	on, err := acct.on()
+	if err != nil {
+		_ = acct.close()
+		return nil, err
+	}
+	if !on && cfg.EnableAccounting {
+		if err := enableAccounting(); err != nil {
+			s.logger.Warn("conntrack accounting is off and could not be switched on: connections carry no byte or packet counters until something switches it on", "err", err)
+		} else if on, err = acct.on(); err == nil && on {
+			s.st.enabledByPodflow.Store(true)
+			s.logger.Info("enabled conntrack accounting in this network namespace (net.netfilter.nf_conntrack_acct was 0); connections that began before carry no counters")
+		}
+	} else if !on {
 		s.logger.Warn("conntrack accounting is off (net.netfilter.nf_conntrack_acct=0): connections carry no byte or packet counters")
 	}
-	k, err := dialKernel(cfg.ReadBuffer)
+	s.st.acct.Store(on)
+	s.acct = acct
+	k, err := dialKernel(cfg.ReadBuffer, &s.st)
 	if err != nil {
+		_ = acct.close()
 		return nil, err
 	}
 	s.k = k
@@ -162,7 +177,12 @@ func newWithKernel(cfg Config, k kernel) *Source {
 
 // Close closes the sockets; Run returns soon after.
 func (s *Source) Close() error {
-	s.closeOnce.Do(func() { s.closeErr = s.k.close() })
+	s.closeOnce.Do(func() {
+		s.closeErr = s.k.close()
+		if s.acct != nil {
+			s.closeErr = errors.Join(s.closeErr, s.acct.close())
+		}
+	})
 	return s.closeErr
 }
 
@@ -303,9 +323,11 @@ func (s *Source) Run(ctx context.Context, emit func([]Delta)) error {
 				s.logger.Warn("conntrack dump failed; the next one retries", "err", r.err)
 				t.dumpFailed()
 			} else {
-				s.st.dumps.Add(1)
-				s.st.dumpEntries.Store(uint64(len(r.entries)))
 				t.endDump(r.entries)
+				// Counted once applied: a reader of Dumps then sees its
+				// effect in Tracked.
+				s.st.dumpEntries.Store(uint64(len(r.entries)))
+				s.st.dumps.Add(1)
 			}
 			flush()
 		case <-ticker.C:
@@ -366,6 +388,21 @@ func (s *Source) read(ctx context.Context, q *queue) {
 	}
 }
 
+// checkAccounting follows nf_conntrack_acct: it may be switched on or
+// off after New, by podflow's table or by someone else.
+func (s *Source) checkAccounting() {
+	if s.acct == nil {
+		return
+	}
+	on, err := s.acct.on()
+	if err != nil {
+		return
+	}
+	if was := s.st.acct.Swap(on); was != on {
+		s.logger.Info("conntrack accounting changed (net.netfilter.nf_conntrack_acct)", "on", on)
+	}
+}
+
 // dumpLoop dumps the table each time Run asks. The result's slice is
 // reused by the next dump: Run applies it before asking again.
 func (s *Source) dumpLoop(ctx context.Context, req <-chan struct{}, out chan<- dumpResult) {
@@ -379,6 +416,7 @@ func (s *Source) dumpLoop(ctx context.Context, req <-chan struct{}, out chan<- d
 		var err error
 		clear(buf)
 		buf, err = s.k.dump(buf[:0])
+		s.checkAccounting()
 		select {
 		case out <- dumpResult{entries: buf, err: err}:
 		case <-ctx.Done():

@@ -13,9 +13,10 @@ package conntrack
 //     destroy (its final delta), or by being absent from two dumps in a
 //     row (its destroy event was lost: counted in Lost).
 //   - While a dump is in flight (dumping), destroys wait in held and are
-//     applied after the dump's result: the dump's totals for a connection
-//     are never newer than its destroy's, so applying the destroy last
-//     reports exactly the rest.
+//     applied after the dump's result, and before the connections the
+//     dump did not list are judged lost: the dump's totals for a
+//     connection are never newer than its destroy's, so applying the
+//     destroy last reports exactly the rest.
 //   - recent and older hold the keys destroyed in the last one to two
 //     rotations before the dump began: the kernel sends a destroy event
 //     just before it unlinks the entry, so a dump that starts right after
@@ -89,17 +90,18 @@ func (t *tracker) endDump(entries []sample) {
 			t.appendDelta(e, &seen{}, false)
 		}
 	}
+	t.dumping = false
+	t.releaseHeld()
 	// A connection the dump did not list ended. Its destroy event is
-	// normally on its way (or held); missing from two dumps in a row, it
-	// was lost with its last delta.
+	// normally on its way; missing from two dumps in a row with no
+	// destroy (the held ones were just applied), it was lost with its
+	// last delta.
 	for k, s := range t.conns {
 		if s.gen+2 <= t.gen {
 			delete(t.conns, k)
 			t.st.lost.Add(1)
 		}
 	}
-	t.dumping = false
-	t.releaseHeld()
 	t.st.tracked.Store(uint64(len(t.conns)))
 }
 

@@ -290,3 +290,25 @@ func TestCounterReset(t *testing.T) {
 }
 
 func keyOf(c Conn) key { return key{id: c.ID, proto: c.Proto, zone: c.Zone, orig: c.Orig} }
+
+func TestHeldDestroyNotReconciledAsLost(t *testing.T) {
+	// c ends during dump 3, which no longer lists it; its destroy only
+	// arrives during dump 4. Absent from two dumps, it must still end by
+	// its destroy, not be forgotten first and counted again from zero.
+	var st counters
+	tr := newTracker(&st)
+	s := newSums(t)
+	c := conn(1, 1000)
+	dump(tr)
+	dump(tr, at(c, 8, 800, 1, 60))
+	dump(tr)
+	tr.beginDump()
+	ev := at(c, 13, 1300, 2, 120)
+	tr.destroy(&ev)
+	tr.endDump(nil)
+	s.take(tr)
+	s.want(c, 13, 1300, 2, 120)
+	if st.lost.Load() != 0 {
+		t.Errorf("Lost = %d, want 0", st.lost.Load())
+	}
+}

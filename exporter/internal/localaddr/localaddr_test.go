@@ -1,10 +1,14 @@
 package localaddr
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/netip"
 	"testing"
+	"time"
+
+	"github.com/podflow/podflow/exporter/internal/capture/netnstest"
 )
 
 func TestLocal(t *testing.T) {
@@ -49,4 +53,41 @@ func TestLocalAllocatesNothing(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() { s.Local(a) }); n != 0 {
 		t.Errorf("%v allocations", n)
 	}
+}
+
+// TestRunFollowsAnnouncements checks, in a network namespace of its own,
+// that an address added or removed is known from the kernel's
+// announcement alone: the periodic refresh is an hour away.
+func TestRunFollowsAnnouncements(t *testing.T) {
+	ns := netnstest.New(t, "pfla-")
+	s := New()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- ns.Do(func() error {
+			s.Run(ctx, time.Hour, func(err error) { t.Errorf("Run: %v", err) })
+			return nil
+		})
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	addr := netip.MustParseAddr("192.0.2.77")
+	waitFor := func(want bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for s.Local(addr) != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("Local(%v) is still %v", addr, !want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	ns.MustRun(t, "ip", "addr", "add", addr.String()+"/32", "dev", "lo")
+	waitFor(true)
+	ns.MustRun(t, "ip", "addr", "del", addr.String()+"/32", "dev", "lo")
+	waitFor(false)
 }

@@ -86,7 +86,31 @@ func buildSpec(cfg *Config) *spec {
 	if cfg.PreDNAT {
 		s.addPreDNAT(cfg)
 	}
+	if cfg.Connection {
+		s.addICMPErrors(cfg)
+		s.addAccounting()
+	}
 	return s
+}
+
+// ChainAccounting is connection mode's chain that no packet enters.
+const ChainAccounting = "accounting"
+
+// addAccounting adds a regular chain that nothing jumps to, whose one
+// rule reads conntrack's packet counter. Loading such a rule makes the
+// kernel switch conntrack accounting on in the table's network namespace
+// (nft_ct_get_init calls nf_ct_set_acct for the bytes, packets and
+// average-packet keys), with CAP_NET_ADMIN alone: where /proc/sys is
+// read-only, as in a container, net.netfilter.nf_conntrack_acct cannot
+// be written. Accounting stays on after the table is gone. No packet
+// ever runs the rule.
+func (s *spec) addAccounting() {
+	chain := &nftables.Chain{Name: ChainAccounting, Table: s.table}
+	s.chains = append(s.chains, chain)
+	s.rules = append(s.rules, &nftables.Rule{Table: s.table, Chain: chain, Exprs: []expr.Any{
+		&expr.Ct{Key: expr.CtKeyPKTS, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: make([]byte, 8)},
+	}})
 }
 
 // The chains that see a connection's first packet before destination
@@ -181,12 +205,20 @@ func chainRules(cfg *Config, ifname expr.MetaKey) [][]expr.Any {
 	ret := &expr.Verdict{Kind: expr.VerdictReturn}
 	var rules [][]expr.Any
 	if cfg.Connection {
-		// Connection mode: conntrack counts every packet of a confirmed
-		// connection, so they leave first, at the cost of one rule. Only
-		// a connection's first packet (unconfirmed) and packets without
-		// a connection (untracked, invalid: loading their status ends
-		// the rule without a match) go on.
-		rules = append(rules, append(ctStatus(ipsConfirmed, true), ret))
+		// Connection mode: conntrack counts every packet of a known
+		// connection. Those of answered connections (established, both
+		// ways: the bulk of the traffic) leave at the first rule. ICMP
+		// errors (related to a connection, which conntrack does not
+		// account for them) are logged in chainRelated, which returns
+		// here. Every other packet of a confirmed connection (one not
+		// answered yet) leaves at the third. Only a connection's first
+		// packet (unconfirmed) and packets without a connection
+		// (untracked, invalid: loading their status ends the rule without
+		// a match) go on.
+		rules = append(rules,
+			append(ctState(ctStateEstablished), ret),
+			append(ctState(ctStateRelated), &expr.Verdict{Kind: expr.VerdictJump, Chain: chainRelated}),
+			append(ctStatus(ipsConfirmed, true), ret))
 	}
 	rules = append(rules, loopbackReturn(ifname))
 	for _, o := range cfg.Overlays {
@@ -206,16 +238,84 @@ func chainRules(cfg *Config, ifname expr.MetaKey) [][]expr.Any {
 		rules = append(rules, r)
 	}
 	if cfg.SampleRate > 1 {
-		rules = append(rules, []expr.Any{
-			&expr.Numgen{Register: 1, Modulus: cfg.SampleRate, Type: unix.NFT_NG_RANDOM},
-			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{0, 0, 0, 0}},
-			ret,
-		})
+		rules = append(rules, sampleReturn(cfg))
 	}
 	// ct status dnat: one rule here, the log rules in chainDNAT.
 	rules = append(rules, append(ctStatus(ipsDstNAT, true), &expr.Verdict{Kind: expr.VerdictGoto, Chain: chainDNAT}))
 	rules = append(rules, stateRules(cfg, "")...)
 	return append(rules, []expr.Any{logTo(cfg, PrefixUntracked)})
+}
+
+// sampleReturn is the rule that lets one packet in cfg.SampleRate through.
+func sampleReturn(cfg *Config) []expr.Any {
+	return []expr.Any{
+		&expr.Numgen{Register: 1, Modulus: cfg.SampleRate, Type: unix.NFT_NG_RANDOM},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{0, 0, 0, 0}},
+		&expr.Verdict{Kind: expr.VerdictReturn},
+	}
+}
+
+// Connection mode's chains for ICMP errors: chainRelated, jumped to by
+// the base chains for packets related to a connection, sends ICMP and
+// ICMPv6 ones to chainICMPError and returns the rest (the first packets
+// of expected connections, which the base chain logs as new; the later
+// ones conntrack counts).
+const (
+	chainRelated       = "related"
+	chainICMPError     = "icmp-error"
+	protoICMP          = 1
+	protoICMPv6        = 58
+	ctStateRelated     = 1 << 2 // NF_CT_STATE_BIT(IP_CT_RELATED)
+	ctStateEstablished = 1 << 1 // NF_CT_STATE_BIT(IP_CT_ESTABLISHED)
+)
+
+// addICMPErrors adds the chains that log ICMP errors in connection mode:
+// conntrack files an ICMP error under the connection it reports on
+// (related) but does not count it (nf_conntrack_in returns before
+// accounting for it), so the table logs each one, with the prefix
+// packet mode gives it (original or reply, and the DNAT flag), and it
+// counts as in packet mode. Every rule ends in return or goto: back in
+// the base chain, the error's confirmed connection returns at once.
+func (s *spec) addICMPErrors(cfg *Config) {
+	related := &nftables.Chain{Name: chainRelated, Table: s.table}
+	icmpErr := &nftables.Chain{Name: chainICMPError, Table: s.table}
+	s.chains = append(s.chains, related, icmpErr)
+	for _, proto := range []byte{protoICMP, protoICMPv6} {
+		s.rules = append(s.rules, &nftables.Rule{Table: s.table, Chain: related, Exprs: []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
+			&expr.Verdict{Kind: expr.VerdictGoto, Chain: chainICMPError},
+		}})
+	}
+	// One chain for both hooks: a packet has no output interface at
+	// input and no input interface when sent locally, and loading the
+	// missing one ends the rule without a match.
+	rules := [][]expr.Any{loopbackReturn(expr.MetaKeyIIFNAME), loopbackReturn(expr.MetaKeyOIFNAME)}
+	if cfg.SampleRate > 1 {
+		rules = append(rules, sampleReturn(cfg))
+	}
+	for _, dnat := range []bool{true, false} {
+		flags := ""
+		if dnat {
+			flags = FlagDNAT
+		}
+		for _, d := range []struct {
+			dir    byte
+			prefix string
+		}{{0, PrefixOriginal}, {1, PrefixReply}} {
+			var r []expr.Any
+			if dnat {
+				r = ctStatus(ipsDstNAT, true)
+			}
+			rules = append(rules, append(r,
+				&expr.Ct{Key: expr.CtKeyDIRECTION, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{d.dir}},
+				logTo(cfg, d.prefix+flags), &expr.Verdict{Kind: expr.VerdictReturn}))
+		}
+	}
+	for _, exprs := range rules {
+		s.rules = append(s.rules, &nftables.Rule{Table: s.table, Chain: icmpErr, Exprs: exprs})
+	}
 }
 
 // loopbackReturn is the rule that leaves loopback traffic alone: the
@@ -243,12 +343,23 @@ const ipsDstNAT = 1 << 5
 // way nft compiles it; loading the status of a packet without a
 // connection ends the rule without a match.
 func ctStatus(bit uint32, set bool) []expr.Any {
+	return ctBits(expr.CtKeySTATUS, bit, set)
+}
+
+// ctState matches packets whose conntrack state (ct state: a bit of
+// NF_CT_STATE_BIT, host byte order) is bit. Every packet has a state,
+// untracked and invalid ones too.
+func ctState(bit uint32) []expr.Any {
+	return ctBits(expr.CtKeySTATE, bit, true)
+}
+
+func ctBits(key expr.CtKey, bit uint32, set bool) []expr.Any {
 	op := expr.CmpOpEq
 	if set {
 		op = expr.CmpOpNeq
 	}
 	return []expr.Any{
-		&expr.Ct{Key: expr.CtKeySTATUS, Register: 1},
+		&expr.Ct{Key: key, Register: 1},
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: binary.NativeEndian.AppendUint32(nil, bit), Xor: make([]byte, 4)},
 		&expr.Cmp{Op: op, Register: 1, Data: make([]byte, 4)},
 	}

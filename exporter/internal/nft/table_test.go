@@ -38,6 +38,10 @@ func rulesOnlyReturn(t *testing.T, cfg *Config) {
 			case !ok, v.Kind == expr.VerdictReturn:
 			case v.Kind == expr.VerdictGoto && v.Chain == chainDNAT && r.Chain.Name != chainDNAT:
 				// A goto to the table's own log chain: its rules return.
+			case v.Kind == expr.VerdictJump && v.Chain == chainRelated && r.Chain.Name != chainRelated,
+				v.Kind == expr.VerdictGoto && v.Chain == chainICMPError && r.Chain.Name == chainRelated:
+				// Connection mode's ICMP errors: their rules return to the
+				// base chain, whose next rule returns.
 			default:
 				t.Errorf("rule in %s sets verdict %v; podflow must never change a verdict", r.Chain.Name, v.Kind)
 			}
@@ -349,5 +353,35 @@ func TestReturnKeepsOtherVerdicts(t *testing.T) {
 	waitFor(t, func() bool { return strings.Contains(count("passed"), "packets 6 ") })
 	if out := count("dropped"); !strings.Contains(out, "packets 0 ") {
 		t.Errorf("the other table's drop was overridden; the peer received:\n%s", out)
+	}
+}
+
+// TestConnectionModeSwitchesAccountingOn checks that the table of
+// connection mode turns conntrack accounting on in its namespace by
+// itself, without writing the sysctl (read-only in a container).
+func TestConnectionModeSwitchesAccountingOn(t *testing.T) {
+	ns := netnstest.New(t, "pfcap-")
+	acct := func() string {
+		return strings.TrimSpace(ns.MustRun(t, "sh", "-c", "cat /proc/sys/net/netfilter/nf_conntrack_acct 2>/dev/null || echo missing"))
+	}
+	before := acct()
+	if before == "1" {
+		t.Skip("skipped: accounting is already on in a new namespace here")
+	}
+	for _, connection := range []bool{false, true} {
+		cfg := DefaultConfig()
+		cfg.NetNS = ns.FD
+		cfg.Connection = connection
+		tbl := New(cfg, nil)
+		if err := tbl.Install(); err != nil {
+			t.Fatal(err)
+		}
+		got := acct()
+		if err := tbl.Delete(); err != nil {
+			t.Fatal(err)
+		}
+		if want := map[bool]string{false: "0", true: "1"}[connection]; got != want {
+			t.Errorf("connection mode %v: nf_conntrack_acct = %s after the install (%s before), want %s", connection, got, before, want)
+		}
 	}
 }
