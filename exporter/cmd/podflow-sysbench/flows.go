@@ -242,8 +242,8 @@ func (b *bench) flows(fc *flowConfig) error {
 					}
 					row.runs = append(row.runs, p)
 					ran = true
-					fmt.Fprintf(os.Stderr, "  %s, %s flows at %s: sent %d, forwarded %d (%.0f/s), counted %d, connections %d\n",
-						row.config, shape, rate, p.sent, p.forwarded, fwdPPS(&p), p.counted, p.conns)
+					fmt.Fprintf(os.Stderr, "  %s, %s flows at %s: sent %d, forwarded %d (%.0f/s), counted %d, connections %d; lost: %s\n",
+						row.config, shape, rate, p.sent, p.forwarded, fwdPPS(&p), p.counted, p.conns, losses(&p))
 				}
 				if !ran {
 					break
@@ -331,6 +331,12 @@ func (b *bench) printFlows(rows []*flowRow, fc *flowConfig) {
 	}
 }
 
+// losses names every loss counter of a run.
+func losses(p *point) string {
+	return fmt.Sprintf("%d NFLOG, %d ENOBUFS, %d hand-off, %d conntrack events, %d connections, %d conntrack hand-off, %d failed dumps",
+		p.lost, p.overruns, p.full, p.ctLost, p.ctLostConns, p.connsFull, p.ctDumpErrors)
+}
+
 func passFail(ok bool) string {
 	if ok {
 		return "pass"
@@ -350,10 +356,8 @@ func (b *bench) connectionSmoke(n, perConn uint64) error {
 			return fmt.Errorf("%s flows: %w", shape, err)
 		}
 		if want := wantConns(shape, n, perConn); p.sent != n || !exact(&p, want) {
-			return fmt.Errorf("%s flows, %d packets of %d bytes on %d connections: sent %d, forwarded %d, counted %d packets, %d bytes, %d connections; "+
-				"lost: %d NFLOG, %d ENOBUFS, %d hand-off, %d conntrack events, %d connections, %d conntrack hand-off, %d failed dumps",
-				shape, n, packetSize, want, p.sent, p.forwarded, p.counted, p.bytes, p.conns,
-				p.lost, p.overruns, p.full, p.ctLost, p.ctLostConns, p.connsFull, p.ctDumpErrors)
+			return fmt.Errorf("%s flows, %d packets of %d bytes on %d connections: sent %d, forwarded %d, counted %d packets, %d bytes, %d connections; lost: %s",
+				shape, n, packetSize, want, p.sent, p.forwarded, p.counted, p.bytes, p.conns, losses(&p))
 		}
 	}
 	return nil
