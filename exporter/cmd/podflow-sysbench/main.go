@@ -62,7 +62,7 @@ func run(args []string) int {
 	flowRates := fs.String("flow-rates", "50000,100000,max", "modes: offered rates in packets per second; max sends as fast as possible")
 	captureModes := fs.String("capture-modes", "packet,connection", "modes and setup: podflow's capture modes to measure")
 	baselines := fs.String("baselines", "none,conntrack,acct", "modes: router baselines without podflow: none (no table), conntrack (a table that loads conntrack and logs nothing), acct (the same with conntrack accounting on)")
-	targetReps := fs.Int("target-reps", 3, "modes: runs of the conntrack baseline and of connection mode at the maximum rate on long flows, whose medians the target compares")
+	targetReps := fs.Int("target-reps", 5, "modes: runs of the conntrack baseline and of connection mode at the maximum rate on long flows, whose medians the target compares")
 	dumpInterval := fs.Duration("dump-interval", conntrack.DefaultDumpInterval, "connection mode: how often podflow dumps the conntrack table (--conntrack.dump-interval)")
 	setupRates := fs.String("setup-rates", "1000,2000,5000,10000,20000,50000,100000,max", "setup: offered rates of new connections per second (one packet each)")
 	setupDuration := fs.Duration("setup-duration", 2*time.Second, "setup: how long each rate is offered")
