@@ -266,7 +266,7 @@ func (b *bench) printFlows(rows []*flowRow, fc *flowConfig) {
 		return nil
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "flows\toffered\trouter\truns\tforwarded pps\tvs conntrack\tgenerator µs/pkt\tCPU0 softirq µs/pkt\tpodflow µs/pkt\tpodflow % of a core\tsent\tforwarded\tcounted\tbytes\tconnections\tlost\texact\t")
+	fmt.Fprintln(w, "flows\toffered\trouter\truns\tforwarded pps\tvs conntrack\tgenerator µs/pkt\tCPU0 softirq µs/pkt\tpodflow µs/pkt\tpodflow % of a core\tsent\tforwarded\tlogged\tcounted\tbytes\tconnections\tlost\texact\t")
 	for _, r := range rows {
 		p := r.median()
 		runs := strconv.Itoa(len(r.runs))
@@ -282,12 +282,12 @@ func (b *bench) printFlows(rows []*flowRow, fc *flowConfig) {
 			vs = fmt.Sprintf("%+.1f%%", 100*(fwdPPS(p)-fwdPPS(ref))/fwdPPS(ref))
 		}
 		fwd := float64(max(p.forwarded, 1))
-		pf, core, counted, bytes, conns, lost, ok := "-", "-", "-", "-", "-", "-", "-"
+		pf, core, logged, counted, bytes, conns, lost, ok := "-", "-", "-", "-", "-", "-", "-", "-"
 		if isMode(r.config) {
 			want := wantConns(r.shape, p.sent, fc.perConn)
 			pf = fmt.Sprintf("%.3f", float64(p.cpuMicros)/fwd)
 			core = fmt.Sprintf("%.1f", 100*float64(p.cpuMicros)/float64(max(p.window.Microseconds(), 1)))
-			counted, bytes = strconv.FormatUint(p.counted, 10), strconv.FormatUint(p.bytes, 10)
+			logged, counted, bytes = strconv.FormatUint(p.received, 10), strconv.FormatUint(p.counted, 10), strconv.FormatUint(p.bytes, 10)
 			conns = fmt.Sprintf("%d/%d", p.conns, want)
 			lost = fmt.Sprintf("%d", p.lost+p.overruns+p.full+p.ctLost+p.ctLostConns+p.connsFull+p.ctDumpErrors)
 			ok = "no"
@@ -297,13 +297,13 @@ func (b *bench) printFlows(rows []*flowRow, fc *flowConfig) {
 		} else if p.forwarded == p.sent {
 			ok = "yes"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%.0f\t%s\t%.2f\t%.2f\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t\n",
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%.0f\t%s\t%.2f\t%.2f\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
 			r.shape, r.rate, r.config, runs, fwdPPS(p), vs,
 			float64(p.genProc.Microseconds())/fwd, float64(p.softirq.Microseconds())/fwd,
-			pf, core, p.sent, p.forwarded, counted, bytes, conns, lost, ok)
+			pf, core, p.sent, p.forwarded, logged, counted, bytes, conns, lost, ok)
 	}
 	_ = w.Flush()
-	fmt.Println("(lost: NFLOG sequence gaps, ENOBUFS, hand-off drops, lost conntrack events and connections, failed dumps; exact: every forwarded packet, its bytes and every connection counted once, nothing lost, and everything sent forwarded)")
+	fmt.Println("(logged: packets podflow read from NFLOG; lost: NFLOG sequence gaps, ENOBUFS, hand-off drops, lost conntrack events and connections, failed dumps; exact: every forwarded packet, its bytes and every connection counted once, nothing lost, and everything sent forwarded)")
 
 	ct, conn := find("long", "max", "conntrack"), find("long", "max", "connection")
 	if ct == nil || conn == nil {
