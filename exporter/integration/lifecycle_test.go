@@ -57,6 +57,11 @@ func testSIGTERMDeletesTable(t *testing.T, m captureMode) {
 	if code := d.wait(20 * time.Second); code != 0 {
 		t.Fatalf("exit code %d after SIGTERM; log:\n%s", code, d.log.String())
 	}
+	// Connection mode reads the live connections' counters once more
+	// before it stops capturing.
+	if m == connectionMode && !strings.Contains(d.log.String(), "read the live connections' counters a last time") {
+		t.Errorf("podflow stopped without a last dump; log:\n%s", d.log.String())
+	}
 	if hasTable(t, tp.node) {
 		t.Fatal("table inet podflow left behind after SIGTERM")
 	}

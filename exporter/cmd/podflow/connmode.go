@@ -30,7 +30,8 @@ type connMode struct {
 	// source is nil until open.
 	source *conntrack.Source
 	// acctWasOn: accounting was on before podflow's table was installed.
-	acctWasOn bool
+	acctWasOn    bool
+	dumpInterval time.Duration
 }
 
 // newConnMode builds the converter of connection mode; in packet mode it
@@ -75,7 +76,7 @@ func (c *connMode) open(cfg *Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	c.source = src
+	c.source, c.dumpInterval = src, cfg.DumpInterval
 	if s := src.Stats(); s.AccountingEnabled && !c.acctWasOn && !s.EnabledByPodflow {
 		logger.Info("conntrack accounting was off in this network namespace; podflow's table switched it on " +
 			"(connections that started before carry no byte or packet counters)")
@@ -126,6 +127,35 @@ func (c *connMode) stats(pipe *pipeline.Pipeline) func() collector.ConntrackStat
 		return out
 	}
 }
+
+// lastDump waits, at shutdown, for the conntrack source's next dump, so
+// that what live connections sent since the last one is counted: a
+// successor starts from a baseline of its own and would never count it.
+// It waits at most the dump interval and a little more, and never more
+// than 20s (the kustomize base gives the pod 30s to stop), while capture
+// still runs. With a longer interval the last counts can be lost.
+func (c *connMode) lastDump(logger *slog.Logger) {
+	if c == nil || c.source == nil {
+		return
+	}
+	start := c.source.Stats().Dumps
+	deadline := time.Now().Add(min(c.dumpInterval+lastDumpSlack, lastDumpMax))
+	for time.Now().Before(deadline) {
+		if c.source.Stats().Dumps > start {
+			logger.Info("read the live connections' counters a last time")
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	logger.Warn("no conntrack dump completed before stopping; what live connections sent since the last one is not counted")
+}
+
+// lastDumpSlack is how much longer than the dump interval lastDump waits
+// for a dump to complete; lastDumpMax is the longest it waits.
+const (
+	lastDumpSlack = 5 * time.Second
+	lastDumpMax   = 20 * time.Second
+)
 
 // ready says why connection mode is not ready yet, or "".
 func (c *connMode) ready() string {

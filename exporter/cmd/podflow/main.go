@@ -211,11 +211,13 @@ func run(args []string) int {
 			return nil
 		})
 	}
-	// Shutdown, in a fixed order: stop capture, drain the pipeline,
+	// Shutdown, in a fixed order: (in connection mode, one last read of
+	// the live connections' counters) stop capture, drain the pipeline,
 	// delete the table, stop serving.
 	g.Go(func() error {
 		<-gctx.Done()
 		logger.Info("shutting down")
+		conns.lastDump(logger)
 		stopCapture()
 		<-captureDone
 		<-connsDone

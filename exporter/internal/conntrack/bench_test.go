@@ -37,7 +37,8 @@ func BenchmarkTrackerDump(b *testing.B) {
 	entries := manyConns(n)
 	tr := newTracker(&counters{})
 	tr.beginDump()
-	tr.endDump(entries)
+	tr.dumpEntries(entries)
+	tr.endDump()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
@@ -46,7 +47,8 @@ func BenchmarkTrackerDump(b *testing.B) {
 			entries[i].origBytes += 100
 		}
 		tr.beginDump()
-		tr.endDump(entries)
+		tr.dumpEntries(entries)
+		tr.endDump()
 		tr.out = tr.out[:0]
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/entry")
@@ -72,20 +74,25 @@ func BenchmarkDumpTable(b *testing.B) {
 	}
 	defer k.close()
 	tr := newTracker(&counters{})
-	var buf []sample
+	var got int
+	each := func(entries []sample) bool {
+		got += len(entries)
+		tr.dumpEntries(entries)
+		tr.out = tr.out[:0]
+		return true
+	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		var err error
-		buf, err = k.dump(buf[:0])
-		if err != nil {
+		got = 0
+		tr.beginDump()
+		if err := k.dump(each); err != nil {
 			b.Fatal(err)
 		}
-		if len(buf) != n {
-			b.Fatalf("dumped %d connections, want %d", len(buf), n)
+		tr.endDump()
+		if got != n {
+			b.Fatalf("dumped %d connections, want %d", got, n)
 		}
-		tr.beginDump()
-		tr.endDump(buf)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/entry")
 	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "entries/s")

@@ -31,10 +31,17 @@
 //
 // Dump and destroy race: a dump is not atomic and the kernel announces a
 // destroy just before it unlinks the entry. Destroys that arrive while a
-// dump is in flight wait for its result, and a dump entry for a
-// connection destroyed in the second or two before the dump began is
-// skipped, so a dump never brings back an ended connection to count it
-// again.
+// dump is in flight (or before the first dump succeeded) wait for its
+// end, and a dump entry for a connection destroyed in the second or two
+// before the dump began is skipped, so a dump never brings back an ended
+// connection to count it again. Dumps are read one datagram (about a
+// hundred connections) at a time and applied as they come: the kernel
+// waits while podflow applies a chunk, and podflow never holds a copy of
+// the table, only what it has counted per connection.
+//
+// A connection that ends while the first dump runs, before the dump
+// reached it, cannot be told from one that began after podflow: it counts
+// from zero, its whole life.
 //
 // # What is lost, and when
 //

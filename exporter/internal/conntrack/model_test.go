@@ -40,7 +40,7 @@ func runModel(t *testing.T, seed uint64) {
 	finals := map[key]int{}
 	take := func() {
 		for _, d := range tr.out {
-			k := key{id: d.ID, proto: d.Proto, zone: d.Zone, orig: d.Orig}
+			k := d.key()
 			v := counted[k]
 			v[0] += d.OrigPackets
 			v[1] += d.OrigBytes
@@ -84,23 +84,46 @@ func runModel(t *testing.T, seed uint64) {
 		inFlightAtBegin = len(queue)
 		tr.beginDump()
 	}
-	endDump := func() {
+	// endDump delivers the dump in chunks; one dump in eight breaks off
+	// after some of them.
+	endDump := func(mayFail bool) {
 		// Events sent before the dump began arrive before it ends.
 		deliver(inFlightAtBegin)
-		entries := make([]sample, 0, len(read))
-		for c, s := range read {
-			entries = append(entries, s)
-			if dumpsApplied == 0 {
-				c.inBase, c.base = true, s
-			} else {
-				c.everRead = true
-			}
-			c.lastRead = s
+		cs := make([]*modelConn, 0, len(read))
+		for c := range read {
+			cs = append(cs, c)
 		}
-		rng.Shuffle(len(entries), func(i, j int) { entries[i], entries[j] = entries[j], entries[i] })
-		tr.endDump(entries)
-		take()
+		rng.Shuffle(len(cs), func(i, j int) { cs[i], cs[j] = cs[j], cs[i] })
+		failAt := len(cs) + 1
+		if mayFail && rng.IntN(8) == 0 {
+			failAt = rng.IntN(len(cs) + 1)
+		}
+		for i := 0; i < len(cs) && i < failAt; {
+			n := min(1+rng.IntN(4), len(cs)-i, failAt-i)
+			chunk := make([]sample, 0, n)
+			for _, c := range cs[i : i+n] {
+				s := read[c]
+				chunk = append(chunk, s)
+				switch {
+				case dumpsApplied > 0:
+					c.everRead = true
+				case !c.inBase:
+					c.inBase, c.base = true, s
+				}
+				c.lastRead = s
+			}
+			tr.dumpEntries(chunk)
+			take()
+			i += n
+		}
 		dumping = false
+		if failAt <= len(cs) {
+			tr.dumpFailed()
+			take()
+			return
+		}
+		tr.endDump()
+		take()
 		dumpsApplied++
 	}
 
@@ -156,7 +179,7 @@ func runModel(t *testing.T, seed uint64) {
 			}
 		case r < 96:
 			if dumping {
-				endDump()
+				endDump(true)
 			}
 		default:
 			if !dumping {
@@ -172,12 +195,12 @@ func runModel(t *testing.T, seed uint64) {
 	// Drain: every event arrives; three more dumps (one may still list
 	// a lingering connection) find the lost ones.
 	if dumping {
-		endDump()
+		endDump(false)
 	}
 	deliver(len(queue))
 	for range 3 {
 		beginDump()
-		endDump()
+		endDump(false)
 	}
 
 	var lost uint64

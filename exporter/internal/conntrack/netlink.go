@@ -26,6 +26,7 @@ const (
 type netlinkKernel struct {
 	events, dumps  *nlSocket
 	evBuf, dumpBuf []byte
+	chunk          []sample // a dump datagram's entries
 	seq            uint32
 	closed         atomic.Bool
 	st             *counters
@@ -144,51 +145,67 @@ func (k *netlinkKernel) decodeEvents(dst []sample, n int, bad **decodeError) []s
 	return dst
 }
 
-// dump reads the whole table. Entries that cannot be decoded are counted
-// and skipped (the tracker then treats them as absent); datagrams left
-// from an interrupted dump are told apart by their sequence number.
-func (k *netlinkKernel) dump(dst []sample) ([]sample, error) {
+// dump reads the whole table, one datagram's entries per chunk. Entries
+// that cannot be decoded are counted and skipped (the tracker then treats
+// them as absent); datagrams left from an interrupted dump are told apart
+// by their sequence number.
+func (k *netlinkKernel) dump(each func([]sample) bool) error {
 	k.seq++
 	if err := k.dumps.sendDump(k.seq); err != nil {
-		return dst, k.dumpErr(err)
+		return k.dumpErr(err)
 	}
 	for {
 		n, err := k.dumps.recv(k.dumpBuf)
 		if err != nil {
-			return dst, k.dumpErr(err)
+			return k.dumpErr(err)
 		}
 		if n > len(k.dumpBuf) {
-			return dst, fmt.Errorf("conntrack: dump datagram of %d bytes cut to %d", n, len(k.dumpBuf))
+			return fmt.Errorf("conntrack: dump datagram of %d bytes cut to %d", n, len(k.dumpBuf))
 		}
-		ms := messages{b: k.dumpBuf[:n]}
-		for ms.next() {
-			m := &ms.m
-			if m.seq != k.seq {
-				continue
-			}
-			switch m.typ {
-			case unix.NLMSG_DONE:
-				return dst, nil
-			case unix.NLMSG_ERROR:
-				if err := nlError(m.payload); err != nil {
-					return dst, fmt.Errorf("conntrack: dump: %w", err)
-				}
-				continue
-			}
-			body, ok := m.conntrack(msgCTNew)
-			if !ok {
-				continue
-			}
-			dst = append(dst, sample{})
-			if err := parseConn(body, &dst[len(dst)-1]); err != nil {
-				dst = dst[:len(dst)-1]
-				k.st.decodeErrors.Add(1)
-			}
+		done, err := k.decodeDump(n)
+		if len(k.chunk) > 0 && !each(k.chunk) {
+			return errClosed
 		}
-		if ms.err != nil {
-			return dst, fmt.Errorf("conntrack: dump: %w", ms.err)
+		clear(k.chunk)
+		k.chunk = k.chunk[:0]
+		if done || err != nil {
+			return err
 		}
 	}
+}
+
+// decodeDump appends the entries of the dump datagram of n bytes in
+// dumpBuf to chunk and reports whether it ended the dump.
+func (k *netlinkKernel) decodeDump(n int) (done bool, err error) {
+	ms := messages{b: k.dumpBuf[:n]}
+	for ms.next() {
+		m := &ms.m
+		if m.seq != k.seq {
+			continue
+		}
+		switch m.typ {
+		case unix.NLMSG_DONE:
+			return true, nil
+		case unix.NLMSG_ERROR:
+			if err := nlError(m.payload); err != nil {
+				return true, fmt.Errorf("conntrack: dump: %w", err)
+			}
+			continue
+		}
+		body, ok := m.conntrack(msgCTNew)
+		if !ok {
+			continue
+		}
+		k.chunk = append(k.chunk, sample{})
+		if err := parseConn(body, &k.chunk[len(k.chunk)-1]); err != nil {
+			k.chunk = k.chunk[:len(k.chunk)-1]
+			k.st.decodeErrors.Add(1)
+		}
+	}
+	if ms.err != nil {
+		return true, fmt.Errorf("conntrack: dump: %w", ms.err)
+	}
+	return false, nil
 }
 
 func (k *netlinkKernel) dumpErr(err error) error {

@@ -90,8 +90,10 @@ type counters struct {
 
 // kernel is ctnetlink as the Source uses it; tests use a fake.
 type kernel interface {
-	// dump appends every connection in the table to dst.
-	dump(dst []sample) ([]sample, error)
+	// dump reads every connection in the table, handing them to each in
+	// chunks that are valid only during the call; each returns false to
+	// stop the dump (which then returns errClosed).
+	dump(each func([]sample) bool) error
 	// receive blocks until destroy events arrive and appends them to dst.
 	// It returns errOverrun when the kernel dropped events, a
 	// *decodeError for messages it skipped, errClosed once closed.
@@ -247,8 +249,10 @@ func (q *queue) take(dst []sample) []sample {
 	return dst
 }
 
-type dumpResult struct {
+// dumpPart is a chunk of a dump in flight, or (done) its end.
+type dumpPart struct {
 	entries []sample
+	done    bool
 	err     error
 }
 
@@ -263,7 +267,8 @@ func (s *Source) Run(ctx context.Context, emit func([]Delta)) error {
 
 	q := newQueue()
 	dumpReq := make(chan struct{})
-	dumps := make(chan dumpResult)
+	dumps := make(chan dumpPart)
+	dumpAck := make(chan struct{})
 
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -273,7 +278,7 @@ func (s *Source) Run(ctx context.Context, emit func([]Delta)) error {
 	}()
 	go func() {
 		defer wg.Done()
-		s.dumpLoop(ctx, dumpReq, dumps)
+		s.dumpLoop(ctx, dumpReq, dumps, dumpAck)
 	}()
 	defer func() {
 		cancel()
@@ -306,6 +311,7 @@ func (s *Source) Run(ctx context.Context, emit func([]Delta)) error {
 		return nil
 	}
 	var events []sample
+	var dumpEntries uint64 // in the dump in flight
 	for {
 		select {
 		case <-ctx.Done():
@@ -317,18 +323,26 @@ func (s *Source) Run(ctx context.Context, emit func([]Delta)) error {
 				t.destroy(&events[i])
 			}
 			flush()
-		case r := <-dumps:
-			if r.err != nil {
+		case p := <-dumps:
+			if !p.done {
+				t.dumpEntries(p.entries)
+				dumpEntries += uint64(len(p.entries))
+				flush()
+				dumpAck <- struct{}{}
+				continue
+			}
+			if p.err != nil {
 				s.st.dumpErrors.Add(1)
-				s.logger.Warn("conntrack dump failed; the next one retries", "err", r.err)
+				s.logger.Warn("conntrack dump failed; the next one retries", "err", p.err)
 				t.dumpFailed()
 			} else {
-				t.endDump(r.entries)
+				t.endDump()
 				// Counted once applied: a reader of Dumps then sees its
 				// effect in Tracked.
-				s.st.dumpEntries.Store(uint64(len(r.entries)))
+				s.st.dumpEntries.Store(dumpEntries)
 				s.st.dumps.Add(1)
 			}
+			dumpEntries = 0
 			flush()
 		case <-ticker.C:
 			if !t.dumping && !requestDump() {
@@ -403,22 +417,33 @@ func (s *Source) checkAccounting() {
 	}
 }
 
-// dumpLoop dumps the table each time Run asks. The result's slice is
-// reused by the next dump: Run applies it before asking again.
-func (s *Source) dumpLoop(ctx context.Context, req <-chan struct{}, out chan<- dumpResult) {
-	var buf []sample
+// dumpLoop dumps the table each time Run asks, handing it over chunk
+// by chunk: the kernel's dump waits while Run applies a chunk, so no more
+// than a chunk of the table is ever held.
+func (s *Source) dumpLoop(ctx context.Context, req <-chan struct{}, out chan<- dumpPart, ack <-chan struct{}) {
+	each := func(entries []sample) bool {
+		select {
+		case out <- dumpPart{entries: entries}:
+		case <-ctx.Done():
+			return false
+		}
+		select {
+		case <-ack:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-req:
 		}
-		var err error
-		clear(buf)
-		buf, err = s.k.dump(buf[:0])
+		err := s.k.dump(each)
 		s.checkAccounting()
 		select {
-		case out <- dumpResult{entries: buf, err: err}:
+		case out <- dumpPart{done: true, err: err}:
 		case <-ctx.Done():
 			return
 		}

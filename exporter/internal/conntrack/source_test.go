@@ -46,17 +46,26 @@ func (f *fakeKernel) receive(dst []sample) ([]sample, error) {
 	}
 }
 
-func (f *fakeKernel) dump(dst []sample) ([]sample, error) {
+// dump hands the answer over in chunks of two, as the kernel does by
+// datagram; a failed answer breaks off after its entries.
+func (f *fakeKernel) dump(each func([]sample) bool) error {
 	select {
 	case f.dumping <- struct{}{}:
 	case <-f.closed:
-		return dst, errClosed
+		return errClosed
 	}
 	select {
 	case a := <-f.answers:
-		return append(dst, a.samples...), a.err
+		for rest := a.samples; len(rest) > 0; {
+			n := min(2, len(rest))
+			if !each(rest[:n]) {
+				return errClosed
+			}
+			rest = rest[n:]
+		}
+		return a.err
 	case <-f.closed:
-		return dst, errClosed
+		return errClosed
 	}
 }
 

@@ -12,11 +12,12 @@ package conntrack
 //   - A connection enters conns only from a dump and leaves it by a
 //     destroy (its final delta), or by being absent from two dumps in a
 //     row (its destroy event was lost: counted in Lost).
-//   - While a dump is in flight (dumping), destroys wait in held and are
-//     applied after the dump's result, and before the connections the
-//     dump did not list are judged lost: the dump's totals for a
-//     connection are never newer than its destroy's, so applying the
-//     destroy last reports exactly the rest.
+//   - While a dump is in flight (dumping), and until a baseline dump has
+//     succeeded, destroys wait in held and are applied after the dump's
+//     result, and before the connections the dump did not list are
+//     judged lost: the dump's totals for a connection are never newer
+//     than its destroy's, so applying the destroy last reports exactly
+//     the rest.
 //   - recent and older hold the keys destroyed in the last one to two
 //     rotations before the dump began: the kernel sends a destroy event
 //     just before it unlinks the entry, so a dump that starts right after
@@ -53,21 +54,35 @@ func newTracker(st *counters) *tracker {
 	}
 }
 
-// beginDump marks a dump as requested: destroys wait until its result.
+// beginDump marks a dump as requested: destroys wait until it ends.
 func (t *tracker) beginDump() { t.dumping = true }
 
-// dumpFailed ends a dump that returned no result and applies the held
-// destroys.
+// dumpFailed ends a dump that broke off and applies the held destroys.
+// The entries it delivered were real totals and stay applied; they carry
+// the generation of the dump that will next succeed.
 func (t *tracker) dumpFailed() {
 	t.dumping = false
-	t.releaseHeld()
+	if !t.holding() {
+		t.releaseHeld()
+	}
 }
 
-// endDump applies a dump's result: one delta per connection whose totals
-// moved, the baseline on the first dump, then the destroys that waited.
-func (t *tracker) endDump(entries []sample) {
-	t.gen++
-	baseline := t.gen == 1
+// maxHeldBeforeBaseline bounds the destroys held while no baseline dump
+// has succeeded; past it they count from zero.
+const maxHeldBeforeBaseline = 1 << 16
+
+// holding reports whether destroys wait: while a dump is in flight, and
+// until a baseline exists (a connection that ends before the baseline
+// would otherwise count its whole life, from before podflow).
+func (t *tracker) holding() bool {
+	return t.dumping || (t.gen == 0 && len(t.held) < maxHeldBeforeBaseline)
+}
+
+// dumpEntries applies part of a dump: one delta per connection whose
+// totals moved, or its baseline in the first dump.
+func (t *tracker) dumpEntries(entries []sample) {
+	gen := t.gen + 1
+	baseline := gen == 1
 	for i := range entries {
 		e := &entries[i]
 		k := e.key()
@@ -78,7 +93,7 @@ func (t *tracker) endDump(entries []sample) {
 			continue
 		}
 		prev, known := t.conns[k]
-		t.conns[k] = seen{e.origPackets, e.origBytes, e.replyPackets, e.replyBytes, t.gen}
+		t.conns[k] = seen{e.origPackets, e.origBytes, e.replyPackets, e.replyBytes, gen}
 		switch {
 		case known:
 			t.appendDelta(e, &prev, false)
@@ -90,6 +105,12 @@ func (t *tracker) endDump(entries []sample) {
 			t.appendDelta(e, &seen{}, false)
 		}
 	}
+}
+
+// endDump completes a dump: the destroys that waited, then the
+// connections it did not list.
+func (t *tracker) endDump() {
+	t.gen++
 	t.dumping = false
 	t.releaseHeld()
 	// A connection the dump did not list ended. Its destroy event is
@@ -108,7 +129,7 @@ func (t *tracker) endDump(entries []sample) {
 // destroy applies a destroy event: the final delta, and the connection is
 // forgotten. A connection never dumped counts from zero.
 func (t *tracker) destroy(s *sample) {
-	if t.dumping {
+	if t.holding() {
 		t.held = append(t.held, *s)
 		return
 	}

@@ -34,7 +34,7 @@ func newSums(t *testing.T) *sums {
 
 func (s *sums) take(tr *tracker) {
 	for _, d := range tr.out {
-		k := key{id: d.ID, proto: d.Proto, zone: d.Zone, orig: d.Orig}
+		k := d.key()
 		v := s.total[k]
 		v[0] += d.OrigPackets
 		v[1] += d.OrigBytes
@@ -53,7 +53,7 @@ func (s *sums) take(tr *tracker) {
 
 func (s *sums) want(c Conn, op, ob, rp, rb uint64) {
 	s.t.Helper()
-	k := key{id: c.ID, proto: c.Proto, zone: c.Zone, orig: c.Orig}
+	k := c.key()
 	if got, want := s.total[k], [4]uint64{op, ob, rp, rb}; got != want {
 		s.t.Errorf("conn %d:%d counted %v, want %v", c.ID, c.Orig.SrcPort, got, want)
 	}
@@ -61,7 +61,8 @@ func (s *sums) want(c Conn, op, ob, rp, rb uint64) {
 
 func dump(tr *tracker, entries ...sample) {
 	tr.beginDump()
-	tr.endDump(entries)
+	tr.dumpEntries(entries)
+	tr.endDump()
 }
 
 func TestBaselineThenCountFromZero(t *testing.T) {
@@ -147,7 +148,8 @@ func TestDestroyDuringDumpNotCountedTwice(t *testing.T) {
 	tr.destroy(&evA)
 	tr.destroy(&evB)
 	s.take(tr)
-	tr.endDump([]sample{at(a, 3, 300, 3, 300), at(b, 1, 100, 1, 100)})
+	tr.dumpEntries([]sample{at(a, 3, 300, 3, 300), at(b, 1, 100, 1, 100)})
+	tr.endDump()
 	s.take(tr)
 	s.want(a, 5, 500, 5, 500)
 	s.want(b, 2, 200, 2, 200)
@@ -289,7 +291,7 @@ func TestCounterReset(t *testing.T) {
 	}
 }
 
-func keyOf(c Conn) key { return key{id: c.ID, proto: c.Proto, zone: c.Zone, orig: c.Orig} }
+func keyOf(c Conn) key { return c.key() }
 
 func TestHeldDestroyNotReconciledAsLost(t *testing.T) {
 	// c ends during dump 3, which no longer lists it; its destroy only
@@ -305,7 +307,7 @@ func TestHeldDestroyNotReconciledAsLost(t *testing.T) {
 	tr.beginDump()
 	ev := at(c, 13, 1300, 2, 120)
 	tr.destroy(&ev)
-	tr.endDump(nil)
+	tr.endDump()
 	s.take(tr)
 	s.want(c, 13, 1300, 2, 120)
 	if st.lost.Load() != 0 {

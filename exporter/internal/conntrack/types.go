@@ -35,7 +35,8 @@ type Delta struct {
 	Conn
 	OrigPackets, OrigBytes, ReplyPackets, ReplyBytes uint64
 	// Final is true when the connection ended (a destroy event): nothing
-	// more will be reported for it.
+	// more will be reported for it. A final delta is emitted even when it
+	// is zero; other deltas never are.
 	Final bool
 }
 
@@ -47,14 +48,22 @@ type sample struct {
 }
 
 // key identifies a connection across dumps and events. The kernel reuses
-// IDs, so the original tuple, protocol and zone are part of it.
+// IDs, so the original tuple, protocol and zone are part of it. Addresses
+// are held as 16 bytes: a key has no pointer, so the tracker's map hashes
+// and compares it as plain memory.
 type key struct {
-	id    uint32
-	proto uint8
-	zone  uint16
-	orig  Tuple
+	src, dst         [16]byte
+	srcPort, dstPort uint16
+	id               uint32
+	zone             uint16
+	proto            uint8
+	v4               bool
 }
 
-func (s *sample) key() key {
-	return key{id: s.ID, proto: s.Proto, zone: s.Zone, orig: s.Orig}
+func (c *Conn) key() key {
+	return key{
+		src: c.Orig.Src.As16(), dst: c.Orig.Dst.As16(),
+		srcPort: c.Orig.SrcPort, dstPort: c.Orig.DstPort,
+		id: c.ID, zone: c.Zone, proto: c.Proto, v4: c.Orig.Src.Is4(),
+	}
 }
