@@ -43,7 +43,7 @@ fuzz-conntrack: ## Fuzz the ctnetlink decoder against ti-mo/conntrack briefly (F
 fuzz: fuzz-conntrack
 
 .PHONY: bench-system
-bench-system: ## System benchmark of capture (root): forwarded vs counted packets, CPU µs per packet and drain rate, podflow vs bare go-nflog.
+bench-system: ## System benchmark of capture (root): packet and connection mode beside the router's baselines, connection setup rate, podflow vs bare go-nflog, Service naming (BENCH_SYSTEM_FLAGS='-parts modes,setup' selects parts).
 	mkdir -p $(BIN_DIR)
 	$(GO) build -o $(BIN_DIR)/podflow-sysbench ./exporter/cmd/podflow-sysbench
 	$(BIN_DIR)/podflow-sysbench $(BENCH_SYSTEM_FLAGS)

@@ -31,10 +31,19 @@ type report struct {
 	Received  uint64 `json:"received"`  // packets the reader got
 	Counted   uint64 `json:"counted"`   // packets in the aggregation table (podflow) or received (go-nflog)
 	Named     uint64 `json:"named"`     // of those, packets counted under a destination_service
+	Bytes     uint64 `json:"bytes"`     // bytes in the aggregation table
+	Conns     uint64 `json:"conns"`     // connections in the aggregation table
 	Lost      uint64 `json:"lost"`      // sequence gaps
 	Overruns  uint64 `json:"overruns"`  // ENOBUFS
 	QueueFull uint64 `json:"queueFull"` // packets the pipeline's hand-off dropped
 	CPUMicros int64  `json:"cpuMicros"` // user+system time of the process
+
+	// Connection mode: the conntrack source's and the pipeline's counters.
+	ConnsQueueFull uint64 `json:"connsQueueFull,omitempty"` // conntrack flows the hand-off dropped
+	CTEvents       uint64 `json:"ctEvents,omitempty"`       // destroy events received
+	CTLostEvents   uint64 `json:"ctLostEvents,omitempty"`   // event socket overruns
+	CTDumpErrors   uint64 `json:"ctDumpErrors,omitempty"`   // failed dumps
+	CTLost         uint64 `json:"ctLost,omitempty"`         // connections that ended unseen
 }
 
 func cpuMicros() int64 {
@@ -70,12 +79,18 @@ func consume(args []string) int {
 	qthresh := fs.Uint("qthresh", 16, "queue threshold")
 	rcvbuf := fs.Int("rcvbuf", 8<<20, "socket receive buffer")
 	services := fs.Bool("services", false, "name Services from first packets logged before DNAT (natinfo), with the destination_service label")
+	capMode := fs.String("capture", "packet", "podflow's capture mode: packet (every packet logged) or connection (first packets logged, bytes and packets from conntrack accounting)")
+	dumpInterval := fs.Duration("dump-interval", time.Second, "connection mode: how often the conntrack table is dumped")
 	ctget := fs.Bool("ctget", false, "look each translated connection up in conntrack over ctnetlink at its first packet (the alternative design, for its cost)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if *group > math.MaxUint16 || *qthresh > math.MaxUint16 {
 		fmt.Fprintln(os.Stderr, "consume: -group and -qthresh must fit 16 bits")
+		return 2
+	}
+	if *capMode != "packet" && *capMode != "connection" {
+		fmt.Fprintln(os.Stderr, "consume: -capture must be packet or connection")
 		return 2
 	}
 	grp, qt := uint16(*group), uint32(*qthresh) //nolint:gosec // checked above
@@ -97,8 +112,23 @@ func consume(args []string) int {
 			pcfg.Services = natinfo.New(0)
 			acfg.Labels.DestinationService = true
 		}
+		if *capMode == "connection" {
+			if err := connectionPipeline(&pcfg); err != nil {
+				fmt.Fprintln(os.Stderr, "consume:", err)
+				return 1
+			}
+		}
 		pipe := pipeline.New(&pcfg, attribute.New(ids, acfg), table)
 		go func() { _ = pipe.Run(ctx) }()
+		var conns *connMode
+		if *capMode == "connection" {
+			// Its first dump only takes a baseline: ready after it, so
+			// that every connection of the run counts from zero.
+			if conns, err = startConnection(ctx, pipe, *dumpInterval); err != nil {
+				fmt.Fprintln(os.Stderr, "consume:", err)
+				return 1
+			}
+		}
 		cfg := capture.DefaultConfig()
 		cfg.Group = grp
 		cfg.QueueThreshold = qt
@@ -121,10 +151,12 @@ func consume(args []string) int {
 		snap = func() report {
 			s := r.Stats()
 			series = table.Snapshot(series[:0])
-			var counted, named uint64
+			var counted, named, bytes, nconns uint64
 			for i := range series {
 				n := series[i].Packets[0] + series[i].Packets[1]
 				counted += n
+				bytes += series[i].Bytes[0] + series[i].Bytes[1]
+				nconns += series[i].Connections
 				if series[i].Key.DstService != "" {
 					named += n
 				}
@@ -132,7 +164,12 @@ func consume(args []string) int {
 			if getter != nil {
 				named = getter.named.Load() // connections conntrack named
 			}
-			return report{Received: s.Received, Counted: counted, Named: named, Lost: s.Lost, Overruns: s.Overruns, QueueFull: pipe.Stats().QueueFull}
+			rep := report{Received: s.Received, Counted: counted, Named: named, Bytes: bytes, Conns: nconns,
+				Lost: s.Lost, Overruns: s.Overruns, QueueFull: pipe.Stats().QueueFull}
+			if conns != nil {
+				conns.fill(&rep)
+			}
+			return rep
 		}
 	case "gonflog":
 		var received, lost, overruns atomic.Uint64

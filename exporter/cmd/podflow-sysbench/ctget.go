@@ -17,6 +17,7 @@ import (
 const (
 	ctNew          = 1 << 8   // NFNL_SUBSYS_CTNETLINK << 8 | IPCTNL_MSG_CT_NEW (0): an entry
 	ctGet          = 1<<8 | 1 // NFNL_SUBSYS_CTNETLINK << 8 | IPCTNL_MSG_CT_GET
+	ctDelete       = 1<<8 | 2 // NFNL_SUBSYS_CTNETLINK << 8 | IPCTNL_MSG_CT_DELETE
 	ctaTupleOrig   = 1
 	ctaTupleReply  = 2
 	ctaTupleIP     = 1

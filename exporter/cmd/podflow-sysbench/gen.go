@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -16,6 +17,10 @@ import (
 type genResult struct {
 	Sent    uint64  `json:"sent"`
 	Seconds float64 `json:"seconds"`
+	// CPU is the generator process's user and system time, filled in by
+	// the parent from its rusage: sending, and the router's forwarding
+	// that runs in the softirq of its sends.
+	CPU time.Duration `json:"-"`
 }
 
 type mmsghdr struct {
@@ -34,7 +39,9 @@ func gen(args []string) int {
 	count := fs.Uint64("count", 0, "packets to send; 0 sends for -duration")
 	duration := fs.Duration("duration", 5*time.Second, "how long to send when -count is 0")
 	newConns := fs.Bool("newconns", false, "send each datagram from a new socket (a new connection each) to port 9000")
-	sport := fs.Int("sport", 10000, "with -newconns: the first source port; each connection takes the next")
+	sport := fs.Int("sport", 10000, "with -newconns or -shape: the first source port; each connection takes the next")
+	shape := fs.String("shape", "spread", "spread: 64 flows from one socket; long: one connection; short: a new connection every -per-conn packets (long and short are sent from a raw socket)")
+	perConn := fs.Uint64("per-conn", 10, "with -shape short: packets per connection")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -45,6 +52,20 @@ func gen(args []string) int {
 	}
 	if *newConns {
 		return genConns(addr, *rate, *count, *duration, *sport)
+	}
+	switch *shape {
+	case "spread":
+	case "long":
+		return genRaw(addr, *rate, *count, *duration, *sport, 0)
+	case "short":
+		if *perConn == 0 {
+			fmt.Fprintln(os.Stderr, "gen: -per-conn must be at least 1")
+			return 2
+		}
+		return genRaw(addr, *rate, *count, *duration, *sport, *perConn)
+	default:
+		fmt.Fprintln(os.Stderr, "gen: -shape must be spread, long or short")
+		return 2
 	}
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
 	if err != nil {
@@ -66,46 +87,65 @@ func gen(args []string) int {
 	iov.SetLen(len(payload))
 	msgs := make([]mmsghdr, batch)
 
-	var sent, flow uint64
+	return pace(*rate, *count, *duration, batch, func(sent, n uint64) (uint64, error) {
+		for i := range n {
+			m := &msgs[i].hdr
+			m.Name = (*byte)(unsafe.Pointer(&names[(sent+i)%flows]))
+			m.Namelen = unix.SizeofSockaddrInet4
+			m.Iov = &iov
+			m.Iovlen = 1
+		}
+		return sendmmsg(fd, msgs[:n])
+	})
+}
+
+// pace calls send with batches of at most batch packets, paced to rate
+// packets per second (0: as fast as possible), until count packets are
+// sent or, when count is 0, for duration; send is told how many went
+// before and returns how many it sent. It prints the genResult.
+func pace(rate int, count uint64, duration time.Duration, batch uint64, send func(sent, n uint64) (uint64, error)) int {
+	var sent uint64
 	start := time.Now()
-	deadline := start.Add(*duration)
+	deadline := start.Add(duration)
 	for {
 		now := time.Now()
-		if *count > 0 && sent >= *count || *count == 0 && now.After(deadline) {
+		if count > 0 && sent >= count || count == 0 && now.After(deadline) {
 			break
 		}
-		n := uint64(batch)
-		if *rate > 0 {
-			due := uint64(now.Sub(start).Seconds() * float64(*rate))
+		n := batch
+		if rate > 0 {
+			due := uint64(now.Sub(start).Seconds() * float64(rate))
 			if due <= sent {
 				time.Sleep(time.Millisecond)
 				continue
 			}
 			n = min(n, due-sent)
 		}
-		if *count > 0 {
-			n = min(n, *count-sent)
+		if count > 0 {
+			n = min(n, count-sent)
 		}
-		for i := range n {
-			m := &msgs[i].hdr
-			m.Name = (*byte)(unsafe.Pointer(&names[(flow+i)%flows]))
-			m.Namelen = unix.SizeofSockaddrInet4
-			m.Iov = &iov
-			m.Iovlen = 1
-		}
-		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&msgs[0])), uintptr(n), 0, 0, 0)
-		if e != 0 {
-			if e == unix.ENOBUFS || e == unix.EAGAIN {
-				continue
-			}
-			fmt.Fprintln(os.Stderr, "gen: sendmmsg:", e)
+		r, err := send(sent, n)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "gen:", err)
 			return 1
 		}
-		sent += uint64(r)
-		flow += uint64(r)
+		sent += r
 	}
 	_ = json.NewEncoder(os.Stdout).Encode(genResult{Sent: sent, Seconds: time.Since(start).Seconds()})
 	return 0
+}
+
+// sendmmsg sends msgs in one system call and returns how many went; a
+// full queue (ENOBUFS, EAGAIN) sends none and is no error.
+func sendmmsg(fd int, msgs []mmsghdr) (uint64, error) {
+	r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&msgs[0])), uintptr(len(msgs)), 0, 0, 0)
+	switch e {
+	case 0:
+		return uint64(r), nil
+	case unix.ENOBUFS, unix.EAGAIN:
+		return 0, nil
+	}
+	return 0, fmt.Errorf("sendmmsg: %w", e)
 }
 
 // genConns sends one datagram per new socket (so per connection) to
@@ -148,4 +188,71 @@ func genConns(addr netip.Addr, rate int, count uint64, duration time.Duration, s
 	}
 	_ = json.NewEncoder(os.Stdout).Encode(genResult{Sent: sent, Seconds: time.Since(start).Seconds()})
 	return 0
+}
+
+// Ports of the raw sender's connections: source ports from rawPortLo on,
+// and when they run out, the next destination port of the sink's range.
+const (
+	rawPortLo = 1024
+	rawPorts  = 65536 - rawPortLo
+	rawDPorts = 64 // 9000-9063, the sink's range
+)
+
+// rawTuple returns the source and destination ports of connection c of a
+// raw sender whose first source port is sport.
+func rawTuple(sport int, c uint64) (src, dst uint16) {
+	i := uint64(max(sport-rawPortLo, 0)) + c                                     //nolint:gosec // not negative
+	return uint16(rawPortLo + i%rawPorts), uint16(9000 + (i/rawPorts)%rawDPorts) //nolint:gosec // in range
+}
+
+// genRaw sends 46-byte UDP datagrams from a raw socket (IP_HDRINCL), so
+// that each may carry any source port without a socket of its own: with
+// perConn 0, all of them on one connection (source port sport, to 9000);
+// otherwise a new connection every perConn packets (rawTuple). It paces
+// and batches like the socket sender (sendmmsg, 32 at a time). The
+// kernel fills in the IP header's source, checksum and ID; the UDP checksum is 0
+// (none, allowed over IPv4).
+func genRaw(addr netip.Addr, rate int, count uint64, duration time.Duration, sport int, perConn uint64) int {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "gen:", err)
+		return 1
+	}
+	defer unix.Close(fd)
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4<<20)
+	const batch, size = 32, packetSize
+	bufs := make([][size]byte, batch)
+	iovs := make([]unix.Iovec, batch)
+	msgs := make([]mmsghdr, batch)
+	to := unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: addr.As4()}
+	dst := addr.As4()
+	for i := range bufs {
+		b := bufs[i][:]
+		b[0] = 0x45                             // IPv4, 20-byte header
+		binary.BigEndian.PutUint16(b[2:], size) // total length
+		b[8] = 64                               // TTL
+		b[9] = unix.IPPROTO_UDP
+		// Source address 0: the kernel fills in the route's.
+		copy(b[16:20], dst[:])
+		binary.BigEndian.PutUint16(b[24:], size-20) // UDP length
+		iovs[i].Base = &b[0]
+		iovs[i].SetLen(size)
+		m := &msgs[i].hdr
+		m.Name = (*byte)(unsafe.Pointer(&to))
+		m.Namelen = unix.SizeofSockaddrInet4
+		m.Iov = &iovs[i]
+		m.Iovlen = 1
+	}
+	return pace(rate, count, duration, batch, func(sent, n uint64) (uint64, error) {
+		for i := range n {
+			s, d := uint16(sport), uint16(9000) //nolint:gosec // a port
+			if perConn > 0 {
+				s, d = rawTuple(sport, (sent+i)/perConn)
+			}
+			b := bufs[i][:]
+			binary.BigEndian.PutUint16(b[20:], s)
+			binary.BigEndian.PutUint16(b[22:], d)
+		}
+		return sendmmsg(fd, msgs[:n])
+	})
 }

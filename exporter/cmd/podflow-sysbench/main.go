@@ -1,11 +1,23 @@
 // Command podflow-sysbench is podflow's system benchmark of the capture path
 // (make bench-system, as root). It builds a forwarding topology of
-// network namespaces, generator -> router -> sink, installs podflow's
-// table in the router and measures, at fixed offered rates, how many
-// forwarded packets podflow's reader and pipeline count and how much CPU
-// they spend per packet, next to a bare go-nflog reader on the same group;
-// then the drain rate from a full socket buffer. It removes its
-// namespaces on every exit.
+// network namespaces, generator -> router -> sink, and measures, in one
+// run:
+//
+//   - modes: packet mode and connection mode side by side, on long flows
+//     (one connection) and short ones (a new connection every 10
+//     packets), at fixed rates and at the generator's maximum, next to
+//     the router with no table and with a table that only loads
+//     conntrack: packets per second forwarded, podflow's CPU per
+//     forwarded packet, the kernel's softirq time, whether podflow counted
+//     what was sent, and the targets of connection mode;
+//   - setup: the rate of new connections podflow keeps up with, with no
+//     lost NFLOG packets or conntrack events;
+//   - readers: podflow's reader and pipeline next to a bare go-nflog
+//     reader on the packet-mode table, and the drain rate from a full
+//     socket buffer;
+//   - services: what naming Services costs without the conntrack glue.
+//
+// It removes its namespaces on every exit.
 package main
 
 import (
@@ -28,6 +40,7 @@ import (
 	"time"
 
 	"github.com/podflow/podflow/exporter/internal/capture/netnstest"
+	"github.com/podflow/podflow/exporter/internal/conntrack"
 	"github.com/podflow/podflow/exporter/internal/nft"
 )
 
@@ -43,13 +56,25 @@ func run(args []string) int {
 		}
 	}
 	fs := flag.NewFlagSet("sysbench", flag.ContinueOnError)
-	rates := fs.String("rates", "25000,50000,100000,max", "offered rates in packets per second, comma-separated; max sends as fast as possible; empty skips them")
-	duration := fs.Duration("duration", 5*time.Second, "how long each rate is offered")
-	burst := fs.Uint64("burst", 500000, "packets logged while the consumer is stopped, for the drain rate; 0 skips it")
-	modes := fs.String("modes", "podflow,gonflog", "consumers to measure: podflow (capture and pipeline), gonflog (bare go-nflog reader)")
+	parts := fs.String("parts", "modes,setup,readers,services", "what to measure, comma-separated: modes, setup, readers, services")
+	shapes := fs.String("shapes", "long,short", "modes: flow shapes, long (one connection) and short (a new connection every -per-conn packets)")
+	perConn := fs.Uint64("per-conn", 10, "modes: packets per connection of short flows")
+	flowRates := fs.String("flow-rates", "50000,100000,max", "modes: offered rates in packets per second; max sends as fast as possible")
+	captureModes := fs.String("capture-modes", "packet,connection", "modes and setup: podflow's capture modes to measure")
+	baselines := fs.String("baselines", "none,conntrack,acct", "modes: router baselines without podflow: none (no table), conntrack (a table that loads conntrack and logs nothing), acct (the same with conntrack accounting on)")
+	targetReps := fs.Int("target-reps", 5, "modes: runs of the conntrack baseline and of connection mode at the maximum rate on long flows, whose medians the target compares")
+	dumpInterval := fs.Duration("dump-interval", conntrack.DefaultDumpInterval, "connection mode: how often podflow dumps the conntrack table (--conntrack.dump-interval)")
+	setupRates := fs.String("setup-rates", "1000,2000,5000,10000,20000,50000,100000,max", "setup: offered rates of new connections per second (one packet each)")
+	setupDuration := fs.Duration("setup-duration", 2*time.Second, "setup: how long each rate is offered")
+	setupMax := fs.Uint64("setup-max", 150000, "setup: at most this many connections per rate, so that the conntrack table never fills")
+	rates := fs.String("rates", "25000,50000,100000,max", "readers: offered rates in packets per second, comma-separated; max sends as fast as possible; empty skips them")
+	duration := fs.Duration("duration", 5*time.Second, "modes, readers and services: how long each rate is offered")
+	burst := fs.Uint64("burst", 500000, "readers: packets logged while the consumer is stopped, for the drain rate; 0 skips it")
+	modes := fs.String("modes", "podflow,gonflog", "readers: consumers to measure: podflow (capture and pipeline), gonflog (bare go-nflog reader)")
+	connSmoke := fs.Uint64("connection-smoke", 0, "instead of measuring, send this many packets on long and on short flows at a trivially low rate in connection mode and check podflow counts each packet, byte and connection once")
 	smoke := fs.Uint64("smoke", 0, "instead of measuring, send this many packets at a trivially low rate and check podflow counts each once")
-	services := fs.String("services", "1000,10000", "rates of new connections per second at which to measure Service naming without the conntrack glue; empty skips it")
-	servicePkts := fs.Int("service-packets", 20000, "packets per second of established connections at which to measure Service naming")
+	services := fs.String("services", "1000,10000", "services: rates of new connections per second at which to measure Service naming without the conntrack glue; empty skips it")
+	servicePkts := fs.Int("service-packets", 20000, "services: packets per second of established connections at which to measure Service naming")
 	servicesSmoke := fs.Uint64("services-smoke", 0, "instead of measuring, open this many connections to a translated Service at a trivially low rate and check each is counted once, under its Service")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -59,7 +84,7 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	b, err := newBench(self, *smoke == 0 && *servicesSmoke == 0)
+	b, err := newBench(self, *smoke == 0 && *servicesSmoke == 0 && *connSmoke == 0)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "sysbench:", err)
 		return 1
@@ -80,6 +105,15 @@ func run(args []string) int {
 		fmt.Printf("services smoke: %d connections counted once each, under their Service\n", *servicesSmoke)
 		return 0
 	}
+	b.dumpInterval = *dumpInterval
+	if *connSmoke > 0 {
+		if err := b.connectionSmoke(*connSmoke, *perConn); err != nil {
+			fmt.Fprintln(os.Stderr, "sysbench connection smoke:", err)
+			return 1
+		}
+		fmt.Printf("connection smoke: %d packets on long and on short flows counted once each, with their bytes and connections\n", *connSmoke)
+		return 0
+	}
 	if *smoke > 0 {
 		if err := b.smoke(*smoke); err != nil {
 			fmt.Fprintln(os.Stderr, "sysbench smoke:", err)
@@ -88,13 +122,43 @@ func run(args []string) int {
 		fmt.Printf("smoke: %d packets forwarded, %d counted once each\n", *smoke, *smoke)
 		return 0
 	}
-	if *rates != "" {
+	want := map[string]bool{}
+	for _, p := range list(*parts) {
+		switch p {
+		case "modes", "setup", "readers", "services":
+			want[p] = true
+		default:
+			fmt.Fprintf(os.Stderr, "sysbench: unknown part %q (modes, setup, readers, services)\n", p)
+			return 2
+		}
+	}
+	b.header()
+	defer func() { fmt.Printf("\nload average at the end: %s\n", loadavg()) }()
+	if want["modes"] {
+		fc := flowConfig{shapes: list(*shapes), rates: list(*flowRates), modes: list(*captureModes), baselines: list(*baselines),
+			perConn: *perConn, d: *duration, reps: *targetReps}
+		if err := b.flows(&fc); err != nil {
+			fmt.Fprintln(os.Stderr, "sysbench modes:", err)
+			return 1
+		}
+	}
+	if want["setup"] {
+		if err := b.setup(list(*setupRates), list(*captureModes), *setupDuration, *setupMax); err != nil {
+			fmt.Fprintln(os.Stderr, "sysbench setup:", err)
+			return 1
+		}
+	}
+	if err := b.useConfig("packet"); err != nil {
+		fmt.Fprintln(os.Stderr, "sysbench:", err)
+		return 1
+	}
+	if want["readers"] && *rates != "" {
 		if err := b.measure(strings.Split(*rates, ","), strings.Split(*modes, ","), *duration, *burst); err != nil {
 			fmt.Fprintln(os.Stderr, "sysbench:", err)
 			return 1
 		}
 	}
-	if *services != "" {
+	if want["services"] && *services != "" {
 		if err := b.services(strings.Split(*services, ","), *servicePkts, *duration); err != nil {
 			fmt.Fprintln(os.Stderr, "sysbench services:", err)
 			return 1
@@ -105,6 +169,17 @@ func run(args []string) int {
 
 const group = 100
 
+// list splits a comma-separated flag, dropping empty items.
+func list(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
 type bench struct {
 	self           string
 	pin            bool
@@ -114,7 +189,9 @@ type bench struct {
 	children       []*exec.Cmd
 	closed         bool
 	forwardCounter *regexp.Regexp
-	nextPort       int // the next source port of new connections
+	nextPort       int    // the next source port of new connections
+	config         string // what the router runs: see useConfig
+	dumpInterval   time.Duration
 }
 
 func newBench(self string, pin bool) (*bench, error) {
@@ -151,10 +228,10 @@ func newBench(self string, pin bool) (*bench, error) {
 		{b.gen, []string{"ip", "route", "add", "10.245.0.0/16", "via", "10.245.1.1"}},
 		{b.sink, []string{"ip", "route", "add", "10.245.0.0/16", "via", "10.245.2.1"}},
 		{b.rt, []string{"sysctl", "-q", "-w", "net.ipv4.ip_forward=1"}},
-		// The sink drops the datagrams before they reach a socket, so
-		// that it sends no ICMP back; the router counts what it forwards.
-		{b.sink, []string{"nft", "add table inet pfbssink; add chain inet pfbssink pre { type filter hook prerouting priority 0; }; add rule inet pfbssink pre udp dport 9000-9063 counter drop"}},
-		{b.rt, []string{"nft", "add table inet pfbsstat; add counter inet pfbsstat forwarded; add chain inet pfbsstat post { type filter hook postrouting priority 0; }; add rule inet pfbsstat post ip daddr 10.245.2.2 udp dport 9000-9063 counter name forwarded"}},
+		// The sink counts and drops the datagrams before they reach a
+		// socket, so that it sends no ICMP back; the router runs no
+		// table but the one measured.
+		{b.sink, []string{"nft", "add table inet pfbssink; add counter inet pfbssink forwarded; add chain inet pfbssink pre { type filter hook prerouting priority 0; }; add rule inet pfbssink pre ip saddr 10.245.1.2 udp dport 9000-9063 counter name forwarded drop"}},
 	}
 	for _, ns := range []*netnstest.NS{b.gen, b.rt, b.sink} {
 		// IPv4 only: no multicast listener reports among the counts.
@@ -168,11 +245,7 @@ func newBench(self string, pin bool) (*bench, error) {
 			return nil, err
 		}
 	}
-	cfg := nft.DefaultConfig()
-	cfg.Group = group
-	cfg.NetNS = b.rt.FD
-	b.table = nft.New(cfg, nil)
-	if err := b.table.Install(); err != nil {
+	if err := b.useConfig("packet"); err != nil {
 		return nil, err
 	}
 	ok = true
@@ -212,7 +285,7 @@ func (b *bench) command(ns *netnstest.NS, cpu string, args ...string) *exec.Cmd 
 }
 
 func (b *bench) forwarded() (uint64, error) {
-	out, err := b.rt.Run("nft", "list", "counter", "inet", "pfbsstat", "forwarded")
+	out, err := b.sink.Run("nft", "list", "counter", "inet", "pfbssink", "forwarded")
 	if err != nil {
 		return 0, err
 	}
@@ -236,6 +309,9 @@ func (b *bench) generateArgs(args []string) (genResult, error) {
 		return res, fmt.Errorf("generator: %w", err)
 	}
 	err = json.Unmarshal(out, &res)
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		res.CPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
 	return res, err
 }
 
@@ -330,6 +406,26 @@ type point struct {
 	lost, overruns, full uint64
 	cpuMicros            int64
 	wall                 time.Duration
+
+	bytes, conns           uint64        // counted by podflow
+	ctLost, ctDumpErrors   uint64        // conntrack events lost, failed dumps
+	ctLostConns, connsFull uint64        // connections that ended unseen; conntrack flows the hand-off dropped
+	softirq                time.Duration // of the generator's CPU, from /proc/stat
+	genProc                time.Duration // the generator process's CPU time
+	window                 time.Duration // between the consumer's first and last report
+}
+
+// sub returns the difference of two reports of one consumer.
+func (r *report) sub(r0 *report) report {
+	return report{
+		Received: r.Received - r0.Received, Counted: r.Counted - r0.Counted, Named: r.Named - r0.Named,
+		Bytes: r.Bytes - r0.Bytes, Conns: r.Conns - r0.Conns,
+		Lost: r.Lost - r0.Lost, Overruns: r.Overruns - r0.Overruns, QueueFull: r.QueueFull - r0.QueueFull,
+		ConnsQueueFull: r.ConnsQueueFull - r0.ConnsQueueFull,
+		CTEvents:       r.CTEvents - r0.CTEvents, CTLostEvents: r.CTLostEvents - r0.CTLostEvents,
+		CTDumpErrors: r.CTDumpErrors - r0.CTDumpErrors, CTLost: r.CTLost - r0.CTLost,
+		CPUMicros: r.CPUMicros - r0.CPUMicros,
+	}
 }
 
 func (b *bench) steady(mode, rate string, d time.Duration) (point, error) {
@@ -351,17 +447,35 @@ func (b *bench) steady(mode, rate string, d time.Duration) (point, error) {
 // genArgs, waits until everything logged is counted, and returns what
 // the router forwarded and what the consumer received, counted and spent.
 func (b *bench) runOnce(consumerArgs, genArgs []string) (point, error) {
+	return b.run(consumerArgs, genArgs, nil)
+}
+
+// run is runOnce with an end condition: after settle, it polls the
+// consumer until done says everything sent is counted, or until its
+// counts stop moving for stall. Without consumerArgs it runs the
+// generator alone (a baseline).
+func (b *bench) run(consumerArgs, genArgs []string, done func(r *report, forwarded, sent uint64) bool) (point, error) {
 	var p point
-	c, err := b.startConsumerArgs(consumerArgs)
-	if err != nil {
-		return p, err
+	var c *consumer
+	if consumerArgs != nil {
+		var err error
+		if c, err = b.startConsumerArgs(consumerArgs); err != nil {
+			return p, err
+		}
+		defer c.stop()
 	}
-	defer c.stop()
 	f0, err := b.forwarded()
 	if err != nil {
 		return p, err
 	}
-	r0, err := c.report()
+	var r0, r1 report
+	t0 := time.Now()
+	if c != nil {
+		if r0, err = c.report(); err != nil {
+			return p, err
+		}
+	}
+	si0, err := readSoftirq(b.genCPU())
 	if err != nil {
 		return p, err
 	}
@@ -369,22 +483,72 @@ func (b *bench) runOnce(consumerArgs, genArgs []string) (point, error) {
 	if err != nil {
 		return p, err
 	}
-	time.Sleep(settle)
-	r1, err := c.report()
+	si1, err := readSoftirq(b.genCPU())
 	if err != nil {
 		return p, err
 	}
-	f1, err := b.forwarded()
+	p.softirq = si1 - si0
+	if c == nil {
+		time.Sleep(200 * time.Millisecond) // nothing to count: the last packets in flight
+	} else {
+		time.Sleep(settle)
+	}
+	var f1 uint64
+	switch {
+	case c != nil && done != nil:
+		r1, f1, err = b.await(c, &r0, f0, func(r *report, f uint64) bool { return done(r, f, g.Sent) })
+	case c != nil:
+		if r1, err = c.report(); err == nil {
+			f1, err = b.forwarded()
+		}
+	default:
+		f1, err = b.forwarded()
+	}
 	if err != nil {
 		return p, err
 	}
+	p.window = time.Since(t0)
 	p.sent, p.pps = g.Sent, float64(g.Sent)/g.Seconds
 	p.wall = time.Duration(g.Seconds * float64(time.Second)) // the consumer's share of a core while packets flow
 	p.forwarded = f1 - f0
-	p.received, p.counted, p.named = r1.Received-r0.Received, r1.Counted-r0.Counted, r1.Named-r0.Named
-	p.lost, p.overruns, p.full = r1.Lost-r0.Lost, r1.Overruns-r0.Overruns, r1.QueueFull-r0.QueueFull
-	p.cpuMicros = r1.CPUMicros - r0.CPUMicros
+	p.genProc = g.CPU
+	d := r1.sub(&r0)
+	p.received, p.counted, p.named = d.Received, d.Counted, d.Named
+	p.lost, p.overruns, p.full = d.Lost, d.Overruns, d.QueueFull
+	p.cpuMicros = d.CPUMicros
+	p.bytes, p.conns = d.Bytes, d.Conns
+	p.ctLost, p.ctDumpErrors, p.ctLostConns, p.connsFull = d.CTLostEvents, d.CTDumpErrors, d.CTLost, d.ConnsQueueFull
 	return p, nil
+}
+
+// stall is how long a consumer's counts may stand still before await
+// gives up on the rest: longer than a dump interval and a conntrack
+// timeout plus its garbage collection.
+const stall = 4 * time.Second
+
+// await polls the consumer until done is true for its counts since r0,
+// or until they have not moved for stall (and two dump intervals).
+func (b *bench) await(c *consumer, r0 *report, f0 uint64, done func(*report, uint64) bool) (report, uint64, error) {
+	wait := stall + 2*b.dumpInterval
+	var last report
+	moved := time.Now()
+	for {
+		r, err := c.report()
+		if err != nil {
+			return r, 0, err
+		}
+		if r.Counted != last.Counted || r.Conns != last.Conns || r.Bytes != last.Bytes {
+			last, moved = r, time.Now()
+		}
+		f, err := b.forwarded()
+		if err != nil {
+			return r, 0, err
+		}
+		if d := r.sub(r0); done(&d, f-f0) || time.Since(moved) > wait {
+			return r, f, nil
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 }
 
 type drain struct {
@@ -448,8 +612,8 @@ func (b *bench) drain(mode string, burst uint64) (drain, error) {
 }
 
 func (b *bench) measure(rates, modes []string, d time.Duration, burst uint64) error {
-	fmt.Printf("podflow system benchmark: generator -> router (table inet podflow, NFLOG group %d, queue threshold 16, snaplen 128) -> sink\n", group)
-	fmt.Printf("46-byte UDP packets on 64 flows, %v per rate; generator pinned to CPU0 and consumer to CPU1: %v; %d CPUs\n\n", d, b.pin, runtime.NumCPU())
+	fmt.Printf("\nReaders: podflow's reader and pipeline next to a bare go-nflog reader, on packet mode's table (NFLOG group %d, queue threshold 16, snaplen 128); "+
+		"46-byte UDP packets on 64 flows from one socket, %v per rate\n", group, d)
 	var points []point
 	for i, rate := range rates {
 		order := modes
@@ -470,7 +634,8 @@ func (b *bench) measure(rates, modes []string, d time.Duration, burst uint64) er
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "consumer\toffered\tachieved pps\tforwarded\treceived\tcounted\tmissing\tloss %\tseq lost\tENOBUFS\tqueue full\tCPU µs/pkt\tCPU % of a core\t")
-	for _, p := range points {
+	for i := range points {
+		p := &points[i]
 		missing := float64(p.forwarded) - float64(p.counted)
 		fmt.Fprintf(w, "%s\t%s\t%.0f\t%d\t%d\t%d\t%.0f\t%.3f\t%d\t%d\t%d\t%.2f\t%.1f\t\n",
 			p.mode, p.offered, p.pps, p.forwarded, p.received, p.counted, missing,

@@ -41,3 +41,18 @@ func TestServicesSmoke(t *testing.T) {
 		t.Fatalf("sysbench -services-smoke 200 exited %d", code)
 	}
 }
+
+// TestConnectionSmoke runs the topology with podflow in connection mode
+// at a rate too low to lose anything, on one long flow and on short ones
+// (a new connection every 10 packets): every packet, byte and connection
+// is counted once, from conntrack accounting (dumped every second) and the
+// logged first packets.
+func TestConnectionSmoke(t *testing.T) {
+	netnstest.RequireRoot(t)
+	if testing.Short() {
+		t.Skip("skipped in -short mode")
+	}
+	if code := run([]string{"-connection-smoke", "1000", "-dump-interval", "1s"}); code != 0 {
+		t.Fatalf("sysbench -connection-smoke 1000 -dump-interval 1s exited %d", code)
+	}
+}

@@ -1,8 +1,11 @@
 package pipeline
 
 import (
+	"context"
 	"net/netip"
+	"runtime"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -135,4 +138,31 @@ func BenchmarkHandleConns(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(ds)), "ns/delta")
+}
+
+// TestHandleConnsLetsTheAggregatorKeepPace hands over a dump's deltas,
+// many times the queue, on one core (GOMAXPROCS 1, as a pod limited to
+// one CPU runs): the aggregator must get to run between batches, so that
+// nothing is dropped while it is idle.
+func TestHandleConnsLetsTheAggregatorKeepPace(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	p, tab := newPipeline(t, Config{QueueSize: 2, FlushInterval: time.Hour, Conns: ctflow.New(ctflow.Config{})})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- p.Run(ctx) }()
+	ds := make([]conntrack.Delta, 50*BatchSize) // 100 batches of two flows a delta
+	for i := range ds {
+		ds[i] = udpDelta(uint32(i), 1, 1) //nolint:gosec // small
+	}
+	p.HandleConns(ds)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if s := p.Stats(); s.ConnsQueueFull != 0 {
+		t.Errorf("%d conntrack flows dropped at the hand-off, want none", s.ConnsQueueFull)
+	}
+	if s := onlyDNSSeries(t, tab); s.Packets != [2]uint64{uint64(len(ds)), uint64(len(ds))} {
+		t.Errorf("packets %v, want %d each way", s.Packets, len(ds))
+	}
 }

@@ -15,6 +15,7 @@ package pipeline
 
 import (
 	"context"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -244,6 +245,7 @@ func (p *Pipeline) HandleConns(ds []conntrack.Delta) {
 		if len(p.ctScratch) == 0 {
 			continue
 		}
+		handed := false
 		p.curMu.Lock()
 		for j := range p.ctScratch {
 			b := p.cur
@@ -252,9 +254,18 @@ func (p *Pipeline) HandleConns(ds []conntrack.Delta) {
 			b.conns++
 			if b.n == BatchSize {
 				p.cur = p.handOff(b)
+				handed = true
 			}
 		}
 		p.curMu.Unlock()
+		if handed {
+			// A dump hands over a whole table at once: yielding after
+			// each full batch lets the aggregator on the same core keep
+			// pace, as the capture reader does after each NFLOG batch,
+			// instead of waiting for preemption while the queue
+			// overflows.
+			runtime.Gosched()
+		}
 	}
 }
 
