@@ -66,24 +66,40 @@ E2E_CRDS = $$($(GO) mod download -json github.com/prometheus-operator/prometheus
 e2e: setup build topology e2e-tools e2e-rules ## End-to-end scenarios on a real kube-apiserver, nodes in network namespaces, Prometheus and Alertmanager, pages checked in headless Chromium (root).
 	@echo ">> e2e: running the scenarios (logs of a failed run are kept; see the last lines)"
 	cd e2e && $(GO) test -count=1 ./harness/
-	cd e2e && ALERTMANAGER=$(E2E_ALERTMANAGER) PROMETHEUS_OPERATOR_CRDS=$(E2E_CRDS) $(GO) test -count=1 -timeout 35m -v -run '$(E2E_RUN)' .
+	cd e2e && E2E_CAPTURE_MODE=packet ALERTMANAGER=$(E2E_ALERTMANAGER) PROMETHEUS_OPERATOR_CRDS=$(E2E_CRDS) $(GO) test -count=1 -timeout 35m -v -run '$(E2E_RUN)' .
 
 TEST_TARGETS += e2e
 
 # The data-path scenarios (Services through kube-proxy, NodePorts, load
 # balancers, hairpin, hostNetwork, rollout, exact counts) a second time on
 # the other kube-proxy mode and the other fabric: make e2e runs nftables on
-# the routed fabric, this runs iptables (iptables-nft) on the VXLAN overlay.
+# the routed fabric, this runs iptables (iptables-nft) on the VXLAN overlay;
+# both with podflow in packet mode.
 # Prometheus only scrapes here: no baseline, rules or Alertmanager.
 E2E_DATAPATH_TESTS := TestExact|TestDestinations|TestHostNetworkPod|TestDataPath|TestRollout
 
 .PHONY: e2e-datapath
 e2e-datapath: build e2e-tools ## The data-path e2e scenarios again: kube-proxy in iptables mode, nodes joined by a VXLAN overlay (root).
 	@echo ">> e2e-datapath: kube-proxy iptables mode, overlay fabric"
-	cd e2e && E2E_PROXY_MODE=iptables E2E_FABRIC=overlay E2E_SCRAPE_ONLY=1 ALERTMANAGER=$(E2E_ALERTMANAGER) \
+	cd e2e && E2E_CAPTURE_MODE=packet E2E_PROXY_MODE=iptables E2E_FABRIC=overlay E2E_SCRAPE_ONLY=1 ALERTMANAGER=$(E2E_ALERTMANAGER) \
 		$(GO) test -count=1 -timeout 15m -v -run '^($(E2E_DATAPATH_TESTS))' .
 
 TEST_TARGETS += e2e-datapath
+
+# The exact-count scenarios once more with podflow in connection mode
+# (--capture.mode=connection: the table logs what starts a connection,
+# conntrack's accounting brings the bytes and packets), on the routed fabric
+# with kube-proxy in nftables mode; e2e-datapath covers the other kube-proxy
+# mode and fabric. Prometheus only scrapes.
+E2E_CONNECTION_TESTS := $(E2E_DATAPATH_TESTS)|TestRecurringFlowIsCountedInFull
+
+.PHONY: e2e-connection
+e2e-connection: build e2e-tools ## The exact-count e2e scenarios with podflow in connection mode (conntrack accounting), kube-proxy nftables, routed fabric (root).
+	@echo ">> e2e-connection: podflow in connection mode, kube-proxy nftables mode, routed fabric"
+	cd e2e && E2E_CAPTURE_MODE=connection E2E_PROXY_MODE=nftables E2E_FABRIC=routed E2E_SCRAPE_ONLY=1 ALERTMANAGER=$(E2E_ALERTMANAGER) \
+		$(GO) test -count=1 -timeout 15m -v -run '^($(E2E_CONNECTION_TESTS))' .
+
+TEST_TARGETS += e2e-connection
 
 DEMO_FLAGS ?=
 

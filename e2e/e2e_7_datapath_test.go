@@ -328,7 +328,7 @@ func TestDataPathNoEndpoint(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Logf("kernel counted at podflow's hooks: %+v", k)
-			time.Sleep(5 * time.Second) // two scrapes
+			time.Sleep(5*time.Second + e.CountsSettle()) // two scrapes, after podflow counted
 			if k.OrigPackets > 0 {
 				expectPairWithin(t, e, 30*time.Second, 3*time.Second, frontend.Workload, dst, int(svc.Port), "UDP", k.OrigPackets, k.OrigBytes, 0, 0, 0)
 			}

@@ -138,9 +138,10 @@ func TestRollout(t *testing.T) {
 	expectPair(t, e, client.Workload, rollout, port, "TCP", want.OrigPackets, want.OrigBytes, want.ReplyPackets, want.ReplyBytes, 4)
 
 	// Not one sample of any series of this port named an Unknown side.
-	q := fmt.Sprintf(`count(last_over_time({__name__=~"podflow_.*_total",destination_port="%d",source_kind="Unknown"}[15m]) or last_over_time({__name__=~"podflow_.*_total",destination_port="%d",destination_kind="Unknown"}[15m]))`, port, port)
-	if v, ok, err := e.QueryValue(ctx, q); err != nil || ok {
-		t.Errorf("%s = %v %v %v: an endpoint of the rollout was Unknown", q, v, ok, err)
+	unknown := fmt.Sprintf(`last_over_time({__name__=~"podflow_.*_total",destination_port="%d",source_kind="Unknown"}[15m]) or last_over_time({__name__=~"podflow_.*_total",destination_port="%d",destination_kind="Unknown"}[15m])`, port, port)
+	if v, ok, err := e.QueryValue(ctx, "count("+unknown+")"); err != nil || ok {
+		series, _ := e.Query(ctx, unknown)
+		t.Errorf("count(%s) = %v %v %v: an endpoint of the rollout was Unknown: %v", unknown, v, ok, err, series)
 	}
 }
 

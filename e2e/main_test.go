@@ -54,6 +54,8 @@ func TestMain(m *testing.M) {
 		Bins:       bins,
 		ProxyMode:  os.Getenv("E2E_PROXY_MODE"),
 		FabricMode: os.Getenv("E2E_FABRIC"),
+		// Empty: the daemon's default mode.
+		CaptureMode: os.Getenv("E2E_CAPTURE_MODE"),
 		Logf: func(format string, args ...any) {
 			fmt.Fprintf(os.Stderr, "e2e %6.1fs: %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
 		},
@@ -79,7 +81,8 @@ func TestMain(m *testing.M) {
 
 func setup(ctx context.Context, env *harness.Env) error {
 	theEnv = env
-	env.Logf("building the sandbox cluster (kube-proxy in %s mode, %s fabric)", orDefault(env.ProxyMode, harness.ProxyNftables), orDefault(env.FabricMode, harness.FabricRouted))
+	env.Logf("building the sandbox cluster (kube-proxy in %s mode, %s fabric, podflow's capture mode %s)", orDefault(env.ProxyMode, harness.ProxyNftables),
+		orDefault(env.FabricMode, harness.FabricRouted), orDefault(env.CaptureMode, "the default"))
 	s, err := harness.BuildSandbox(ctx, env, harness.SandboxOptions{
 		ClusterRolePath: filepath.Join(repoRoot, "kustomize/base/clusterrole.yaml"),
 		PodflowArgs:     []string{"--metrics.deletion-grace=5s", "--metrics.labels=destination_service"},

@@ -75,6 +75,9 @@ type Options struct {
 	// default; the fabric routes every pod CIDR) or FabricOverlay (VXLAN
 	// between nodes only).
 	FabricMode string
+	// CaptureMode is podflow's --capture.mode on every node: CapturePacket,
+	// CaptureConnection, or empty for the daemon's default (no flag).
+	CaptureMode string
 }
 
 // Env is one running sandbox.
@@ -101,6 +104,9 @@ type Env struct {
 	cleanups []func()
 	closed   bool
 	stopSig  func()
+
+	// scrapePauses counts the PauseScrapes in force (under mu).
+	scrapePauses int
 }
 
 // New creates the fabric and the control plane. Close undoes everything,
@@ -108,6 +114,11 @@ type Env struct {
 func New(ctx context.Context, opts Options) (*Env, error) {
 	if opts.Prefix == "" {
 		opts.Prefix = "pfe2e-"
+	}
+	switch opts.CaptureMode {
+	case "", CapturePacket, CaptureConnection:
+	default:
+		return nil, fmt.Errorf("capture mode %q: want %s or %s", opts.CaptureMode, CapturePacket, CaptureConnection)
 	}
 	e := &Env{Options: opts, Bins: opts.Bins}
 	e.ID = opts.Prefix + strconv.Itoa(os.Getpid())

@@ -141,6 +141,11 @@ func (m *IgnoredMeter) pairs() (map[string]int, error) {
 // Mark returns the settled net value and remembers the kernel's per-pair
 // counts, which a failing WaitDelta reports the changes of.
 func (m *IgnoredMeter) Mark(ctx context.Context) (int, error) {
+	resume, err := m.pauseScrapes()
+	if err != nil {
+		return 0, err
+	}
+	defer resume()
 	v, err := m.Settled(ctx)
 	if err != nil {
 		return 0, err
@@ -166,6 +171,11 @@ func (m *IgnoredMeter) changes() string {
 
 // WaitDelta waits until the net value has moved by want from base.
 func (m *IgnoredMeter) WaitDelta(ctx context.Context, base, want int, timeout time.Duration) error {
+	resume, err := m.pauseScrapes()
+	if err != nil {
+		return err
+	}
+	defer resume()
 	deadline := time.Now().Add(timeout)
 	got := 0
 	for time.Now().Before(deadline) {
@@ -187,6 +197,18 @@ func (m *IgnoredMeter) WaitDelta(ctx context.Context, base, want int, timeout ti
 		time.Sleep(300 * time.Millisecond)
 	}
 	return fmt.Errorf("podflow on %s: other_node_reports moved by %d, want %d; the kernel saw on %s since the mark:%s", m.node.Name, got, want, m.node.Name, m.changes())
+}
+
+// pauseScrapes holds Prometheus' scrapes while the meter reads, in
+// connection mode: podflow counts a scrape's packets at the next conntrack
+// dump, after the kernel's counters here did, so the net value moves with
+// every scrape until they stop. In packet mode podflow counts them as they
+// pass and nothing is paused.
+func (m *IgnoredMeter) pauseScrapes() (func(), error) {
+	if !m.env.ConnectionMode() {
+		return func() {}, nil
+	}
+	return m.env.PauseScrapes()
 }
 
 // Delete removes the counters.

@@ -139,6 +139,7 @@ func (e *Env) StartPodflow(n *Node) error {
 		"--networks.file=" + netfile,
 		"--log.level=info",
 	}
+	args = append(args, e.captureArgs()...)
 	args = append(args, n.PodflowArgs...)
 	p, err := e.start("podflow-"+n.Name, n.NS, e.Bins.Podflow, args...)
 	if err != nil {

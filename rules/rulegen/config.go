@@ -62,6 +62,11 @@ type Config struct {
 	ForbiddenNamespacePairs []NamespacePair `yaml:"forbidden_namespace_pairs"`
 	ExpectedPairs           []PairMatch     `yaml:"expected_pairs"`
 
+	// DestinationService says that the exporters run with
+	// --metrics.labels=destination_service: a node that cannot name
+	// Services is then an alert (PodflowServiceNamingUnavailable).
+	DestinationService bool `yaml:"destination_service"`
+
 	Health struct {
 		CaptureLossRatio   float64  `yaml:"capture_loss_ratio"`
 		RuleFailuresWindow Duration `yaml:"rule_failures_window"`
@@ -131,6 +136,7 @@ var AlertNames = []string{
 	"PodflowCaptureLoss",
 	"PodflowSeriesLimitReached",
 	"PodflowKubernetesNotSynced",
+	"PodflowServiceNamingUnavailable",
 	"PodflowRuleEvaluationFailures",
 }
 
@@ -163,23 +169,24 @@ func Default() Config {
 	c.Health.CaptureLossRatio = 0.01
 	c.Health.RuleFailuresWindow = mustDuration("30m")
 	c.Alerts = map[string]Alert{
-		"PodflowNewCommunication":       {Severity: "warning", For: mustDuration("2m")},
-		"PodflowNewDestinationPort":     {Severity: "warning", For: mustDuration("2m")},
-		"PodflowNewExternalNetwork":     {Severity: "warning", For: mustDuration("2m")},
-		"PodflowTrafficAnomaly":         {Severity: "warning", For: mustDuration("5m")},
-		"PodflowDenylistedDestination":  {Severity: "critical", KeepFiringFor: mustDuration("30m")},
-		"PodflowForbiddenCommunication": {Severity: "critical", KeepFiringFor: mustDuration("30m")},
-		"PodflowPortScan":               {Severity: "warning", For: mustDuration("2m")},
-		"PodflowFanOut":                 {Severity: "warning", For: mustDuration("2m")},
-		"PodflowConnectionSurge":        {Severity: "warning", For: mustDuration("5m")},
-		"PodflowUnansweredConnections":  {Severity: "warning", For: mustDuration("5m")},
-		"PodflowEgressAnomaly":          {Severity: "warning", For: mustDuration("10m")},
-		"PodflowBaselineLearning":       {Severity: "info"},
-		"PodflowExporterDown":           {Severity: "warning", For: mustDuration("5m")},
-		"PodflowCaptureLoss":            {Severity: "warning", For: mustDuration("15m")},
-		"PodflowSeriesLimitReached":     {Severity: "warning", For: mustDuration("5m")},
-		"PodflowKubernetesNotSynced":    {Severity: "warning", For: mustDuration("10m")},
-		"PodflowRuleEvaluationFailures": {Severity: "warning", For: mustDuration("15m")},
+		"PodflowNewCommunication":         {Severity: "warning", For: mustDuration("2m")},
+		"PodflowNewDestinationPort":       {Severity: "warning", For: mustDuration("2m")},
+		"PodflowNewExternalNetwork":       {Severity: "warning", For: mustDuration("2m")},
+		"PodflowTrafficAnomaly":           {Severity: "warning", For: mustDuration("5m")},
+		"PodflowDenylistedDestination":    {Severity: "critical", KeepFiringFor: mustDuration("30m")},
+		"PodflowForbiddenCommunication":   {Severity: "critical", KeepFiringFor: mustDuration("30m")},
+		"PodflowPortScan":                 {Severity: "warning", For: mustDuration("2m")},
+		"PodflowFanOut":                   {Severity: "warning", For: mustDuration("2m")},
+		"PodflowConnectionSurge":          {Severity: "warning", For: mustDuration("5m")},
+		"PodflowUnansweredConnections":    {Severity: "warning", For: mustDuration("5m")},
+		"PodflowEgressAnomaly":            {Severity: "warning", For: mustDuration("10m")},
+		"PodflowBaselineLearning":         {Severity: "info"},
+		"PodflowExporterDown":             {Severity: "warning", For: mustDuration("5m")},
+		"PodflowCaptureLoss":              {Severity: "warning", For: mustDuration("15m")},
+		"PodflowSeriesLimitReached":       {Severity: "warning", For: mustDuration("5m")},
+		"PodflowKubernetesNotSynced":      {Severity: "warning", For: mustDuration("10m")},
+		"PodflowServiceNamingUnavailable": {Severity: "warning", For: mustDuration("15m")},
+		"PodflowRuleEvaluationFailures":   {Severity: "warning", For: mustDuration("15m")},
 	}
 	return c
 }

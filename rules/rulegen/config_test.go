@@ -85,3 +85,29 @@ func TestRenderIsDeterministic(t *testing.T) {
 		}
 	}
 }
+
+// The Service naming alert reads the exporters only when they are meant to
+// name Services; otherwise every exporter says "none" and it never fires.
+func TestServiceNamingFollowsDestinationService(t *testing.T) {
+	for _, tc := range []struct {
+		values, want, not string
+	}{
+		{"", "vector(1) < 0", "podflow_service_naming"},
+		{"destination_service: true\njob_selector: 'job=\"pf\"'\n", `podflow_service_naming{job="pf", method="none"} == 1`, "vector(1) < 0"},
+	} {
+		c, err := Parse([]byte(tc.values))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files, err := Render(&c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		alerts := string(files[AlertsFile])
+		_, rule, _ := strings.Cut(alerts, "alert: PodflowServiceNamingUnavailable")
+		rule, _, _ = strings.Cut(rule, "annotations:")
+		if !strings.Contains(rule, tc.want) || strings.Contains(rule, tc.not) {
+			t.Errorf("values %q: the rule is\n%s\nwant %q and no %q", tc.values, rule, tc.want, tc.not)
+		}
+	}
+}

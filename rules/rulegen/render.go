@@ -43,6 +43,7 @@ type view struct {
 	DenylistRegex                string
 	Expected                     string // "unless on(pair) (...)" or ""
 	Forbidden                    string // selector union, or a never-matching expression
+	NamingNone                   string // nodes that cannot name Services, or a never-matching expression
 	Seasonal                     []seasonalTerm
 	SeasonalAhead                string
 	Learned                      string // "the cluster's baseline is old enough" gate
@@ -82,6 +83,7 @@ func Render(c *Config) (map[string][]byte, error) {
 	v.DenylistRegex = strconv.Quote(regexp.QuoteMeta(c.Denylist.Prefix) + ".*")
 	v.Expected = expectedClause(c.ExpectedPairs, v.Pair)
 	v.Forbidden = forbiddenExpr(c.ForbiddenNamespacePairs)
+	v.NamingNone = namingNoneExpr(c.DestinationService, c.JobSelector)
 	v.Learned = fmt.Sprintf("on(%s) (last_over_time(cluster:podflow_up:hours_baseline[%s]) >= %d)", v.Agg, v.Lookback, v.ClusterHours)
 	v.KnownSource = knownAs("source", v.Agg, v.Lookback)
 	v.KnownDest = knownAs("destination", v.Agg, v.Lookback)
@@ -178,6 +180,16 @@ func forbiddenExpr(pairs []NamespacePair) string {
 		}))
 	}
 	return strings.Join(alts, "\nor ")
+}
+
+// namingNoneExpr selects the exporters that cannot name the Services
+// clients dial, when the exporters are meant to (destination_service).
+// Without the label every exporter reports method "none", as it should.
+func namingNoneExpr(enabled bool, job string) string {
+	if !enabled {
+		return "# destination_service is not enabled (destination_service: false): this never fires.\nvector(1) < 0"
+	}
+	return fmt.Sprintf(`podflow_service_naming{%s, method="none"} == 1`, job)
 }
 
 // indent prefixes every line but the first with n spaces, for multi-line

@@ -17,7 +17,7 @@ import (
 // Overlays and components as they sit under kustomize/.
 var (
 	overlays   = []string{"base", "overlays/prometheus-operator", "overlays/prometheus"}
-	components = []string{"pod-labels", "sampling", "tls"}
+	components = []string{"connection-mode", "pod-labels", "sampling", "tls"}
 )
 
 // object is one built manifest, kept both raw and by identity.

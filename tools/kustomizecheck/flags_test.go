@@ -18,7 +18,8 @@ var contractFlags = []string{
 	"web.listen-address", "web.config.file", "log.level", "log.format", "version",
 	"nflog.group", "nflog.snaplen", "nflog.queue-threshold", "nflog.buffer-size",
 	"nflog.flush-timeout", "nflog.read-buffer",
-	"capture.sample-rate", "capture.overlay", "capture.queue-size",
+	"capture.mode", "capture.sample-rate", "capture.overlay", "capture.queue-size",
+	"conntrack.dump-interval",
 	"nftables.resync-interval",
 	"metrics.max-series", "metrics.idle-timeout", "metrics.deletion-grace", "metrics.labels",
 	"identity.file", "networks.file",
@@ -116,4 +117,25 @@ func contains(s []string, v string) bool {
 		}
 	}
 	return false
+}
+
+// TestCaptureMode: every build says its capture mode once, packet unless the
+// connection-mode component switches it.
+func TestCaptureMode(t *testing.T) {
+	for _, b := range allBuilds(t) {
+		_, c := daemonSet(t, b)
+		var modes []string
+		for _, a := range c.Args {
+			if v, ok := strings.CutPrefix(a, "--capture.mode="); ok {
+				modes = append(modes, v)
+			}
+		}
+		want := "packet"
+		if b.has("connection-mode") {
+			want = "connection"
+		}
+		if len(modes) != 1 || modes[0] != want {
+			t.Errorf("%s: --capture.mode %v, want exactly [%s]", b.Name, modes, want)
+		}
+	}
 }

@@ -242,6 +242,8 @@ func TestInhibition(t *testing.T) {
 		{"forbidden traffic is never held back", alert("PodflowExporterDown", node), alert("PodflowForbiddenCommunication", webDB), false},
 		{"capture loss does not hold back", alert("PodflowCaptureLoss", node), alert("PodflowNewCommunication", webDB), false},
 		{"health alerts are not held back", alert("PodflowExporterDown", node), alert("PodflowCaptureLoss", with(node, "instance", "10.0.0.2:9810")), false},
+		{"a node without Service naming does not hold back traffic alerts", alert("PodflowServiceNamingUnavailable", with(node, "method", "none")), alert("PodflowNewCommunication", webDB), false},
+		{"nor is it held back by another node's absence", alert("PodflowExporterDown", node), alert("PodflowServiceNamingUnavailable", with(node, "instance", "10.0.0.2:9810", "method", "none")), false},
 		{"a critical holds back a warning of the same pair", alert("PodflowDenylistedDestination", with(webTor, "destination_port", "9001", "protocol", "TCP")), alert("PodflowNewExternalNetwork", webTor), true},
 		{"forbidden holds back new communication of the same pair", alert("PodflowForbiddenCommunication", with(webDB, "destination_port", "443", "protocol", "TCP")), alert("PodflowNewCommunication", webDB), true},
 		{"not of another pair", alert("PodflowForbiddenCommunication", with(webDB, "destination_port", "443", "protocol", "TCP")), alert("PodflowNewCommunication", pair("web", "cache")), false},

@@ -47,6 +47,7 @@ var wantAlerts = []string{
 	"PodflowCaptureLoss",
 	"PodflowSeriesLimitReached",
 	"PodflowKubernetesNotSynced",
+	"PodflowServiceNamingUnavailable",
 	"PodflowRuleEvaluationFailures",
 }
 

@@ -38,6 +38,7 @@ func run() int {
 	topologyDir := flag.String("topology-dir", "", "where to write the topology picture (default: bin/topology in the checkout)")
 	proxyMode := flag.String("proxy-mode", harness.ProxyNftables, "kube-proxy's mode on every node: nftables or iptables")
 	fabric := flag.String("fabric", harness.FabricRouted, "how nodes reach each other's pods: routed or overlay (VXLAN)")
+	captureMode := flag.String("capture-mode", "", "podflow's --capture.mode on every node: packet or connection (default: the daemon's)")
 	flag.Parse()
 
 	if os.Geteuid() != 0 {
@@ -61,7 +62,7 @@ func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	env, err := harness.New(ctx, harness.Options{Prefix: "pfdemo-", Bins: bins, Logf: logf, OwnSignals: true,
-		ProxyMode: *proxyMode, FabricMode: *fabric})
+		ProxyMode: *proxyMode, FabricMode: *fabric, CaptureMode: *captureMode})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		return 1
