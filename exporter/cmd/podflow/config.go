@@ -109,7 +109,7 @@ func newApp(cfg *Config) *kingpin.Application {
 	app.Flag("nftables.resync-interval", "How often the nftables table is checked and rebuilt if changed or missing.").Default(nft.DefaultResyncInterval.String()).DurationVar(&cfg.ResyncInterval)
 	app.Flag("metrics.max-series", "Cap on flow series; packets of new series beyond it are dropped and counted (0: no cap).").Default("100000").IntVar(&cfg.MaxSeries)
 	app.Flag("metrics.idle-timeout", "Remove a flow series after this long without a packet (0: never).").Default("10m").DurationVar(&cfg.IdleTimeout)
-	app.Flag("metrics.deletion-grace", "Remove the series of a deleted pod, Service or node after this long.").Default("1m").DurationVar(&cfg.DeletionGrace)
+	app.Flag("metrics.deletion-grace", "Remove the series of a deleted pod, Service or node after this long; until then a deleted pod's addresses still name it, unless another object claims them. In connection mode, must exceed twice --conntrack.dump-interval.").Default("1m").DurationVar(&cfg.DeletionGrace)
 	app.Flag("metrics.labels", "Opt-in label (repeatable): source_pod, destination_pod, destination_service.").StringsVar(&cfg.labels)
 	app.Flag("identity.file", "YAML file of static identities (addresses and CIDRs to endpoints); when set, Kubernetes is not used.").StringVar(&cfg.IdentityFile)
 	app.Flag("networks.file", "YAML file of named CIDR networks for addresses outside the cluster.").StringVar(&cfg.NetworksFile)
@@ -180,6 +180,12 @@ func (c *Config) Validate() error {
 		// A long connection's series is updated once per dump: a
 		// shorter idle timeout would remove it between two dumps.
 		errs = append(errs, fmt.Errorf("--metrics.idle-timeout %v with --capture.mode=connection: must be more than twice --conntrack.dump-interval (%v), or a busy connection's series would be removed between two reads of its counters", c.IdleTimeout, c.DumpInterval))
+	}
+	if c.Mode == ModeConnection && c.DumpInterval > 0 && c.DeletionGrace <= 2*c.DumpInterval {
+		// A deleted pod's addresses name it for the deletion grace: what
+		// its last connections sent after the last dump is read at the
+		// next one, after the pod may be gone.
+		errs = append(errs, fmt.Errorf("--metrics.deletion-grace %v with --capture.mode=connection: must be more than twice --conntrack.dump-interval (%v), or what a connection sent just before its pod was deleted, read at the next dump, would count under Unknown", c.DeletionGrace, c.DumpInterval))
 	}
 	if c.ResyncInterval <= 0 {
 		errs = append(errs, fmt.Errorf("--nftables.resync-interval %v: must be positive", c.ResyncInterval))

@@ -143,7 +143,9 @@ func TestCaptureModes(t *testing.T) {
 		// dump interval short enough.
 		{[]string{"--metrics.idle-timeout=15s"}, ModePacket, false},
 		{[]string{"--capture.mode=connection", "--metrics.idle-timeout=15s", "--conntrack.dump-interval=5s"}, ModeConnection, true},
-		{[]string{"--capture.mode=connection", "--metrics.idle-timeout=0s", "--conntrack.dump-interval=1h"}, ModeConnection, true},
+		{[]string{"--capture.mode=connection", "--metrics.idle-timeout=0s", "--conntrack.dump-interval=1h", "--metrics.deletion-grace=3h"}, ModeConnection, true},
+		// A short deletion grace is fine in packet mode.
+		{[]string{"--metrics.deletion-grace=0s"}, ModePacket, false},
 	} {
 		cfg, err := parseConfig(append(tc.args, "--identity.file=ids.yml"))
 		if err != nil {
@@ -176,6 +178,8 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"--conntrack.dump-interval=0s"}, "--conntrack.dump-interval 0s: must be positive"},
 		{[]string{"--capture.mode=connection", "--conntrack.dump-interval=1m", "--metrics.idle-timeout=2m"},
 			"--metrics.idle-timeout 2m0s with --capture.mode=connection: must be more than twice --conntrack.dump-interval"},
+		{[]string{"--capture.mode=connection", "--conntrack.dump-interval=30s", "--metrics.deletion-grace=1m"},
+			"--metrics.deletion-grace 1m0s with --capture.mode=connection: must be more than twice --conntrack.dump-interval"},
 		{nil, "--kube.node-name (or NODE_NAME) is required"},
 	}
 	t.Setenv("NODE_NAME", "")

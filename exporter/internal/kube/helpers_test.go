@@ -97,6 +97,17 @@ func (c *cluster) expect(addr string, want flow.Endpoint, wantOK bool) {
 	}
 }
 
+// deleted waits until the Source has seen the deletion of a pod.
+func (c *cluster) deleted(ns, name string) {
+	c.t.Helper()
+	eventually(c.t, "the deletion of pod "+ns+"/"+name, func() bool {
+		c.src.mu.RLock()
+		defer c.src.mu.RUnlock()
+		_, ok := c.src.ix.pods[nsName{ns, name}]
+		return !ok
+	})
+}
+
 var ctx = context.Background()
 
 func metaScheme() *runtime.Scheme {

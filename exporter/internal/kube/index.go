@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/podflow/podflow/exporter/internal/flow"
 )
@@ -15,25 +16,32 @@ import (
 // cluster cannot afford; a read lock costs a few nanoseconds.
 //
 // The objects (pods, services, nodes, rsOwner, jobOwner) are the truth:
-// the informers' last word on each. Everything else is derived from them,
-// and the derived state is always what rebuilding the index from scratch
-// would give, setting the same objects in the order they were last set
-// (index_test.go checks it against random event sequences):
+// the informers' last word on each; so are the tombstones of deleted pods,
+// which the clock ends. Everything else is derived from them, and the
+// derived state is always what rebuilding the index from scratch would
+// give, setting the same objects and making the same tombstones in the
+// order they were last set or made (index_test.go checks it against
+// random event sequences):
 //
 //  1. podState.ep is resolve(pod) under the current owners;
 //     workloads[k] counts the pods whose endpoint is workload k, and
 //     dependent[o] holds the pods whose endpoint depends on owner o.
 //  2. claims[a] holds one claim per object that claims address a (see
 //     podClaim, setService and setNode: a node claims its addresses and
-//     its router addresses), in the order the objects were last set.
+//     its router addresses), and one per tombstone on a, in the order the
+//     objects were last set and the tombstones made.
 //  3. addrs[a] is the endpoint of the claim of a that wins (see
 //     claim.beats), and absent when nothing claims a.
 //  4. nodeCIDRs and inCluster follow the nodes' pod CIDRs and the given
 //     CIDRs; lbIPs and nodePorts list the Services of each frontend, in
 //     the order they were last set.
+//  5. tombstones hold, in the order they were made, the deleted pods
+//     that claimed addresses when deleted, until their time is up
+//     (expireTombstones): the tombstones are state, like the objects.
 //
-// Only link and unlink (one pair per kind of object) change claims and
-// frontends, and they always do it for every address of the object.
+// Only link and unlink (one pair per kind of object), bury and
+// expireTombstones change claims and frontends, and they always do it for
+// every address of the object or tombstone.
 //
 // All fields below are guarded by Source.mu.
 
@@ -67,6 +75,12 @@ const (
 	// A node's router addresses (nodeInfo.routerIPs) are in part
 	// guessed from its pod CIDRs: everything else beats them.
 	rankNodeRouter
+	// A deleted pod's addresses keep naming it for a while (a
+	// tombstone), so that what is counted late (a connection's last
+	// conntrack delta, read at its end or at the next dump; a packet
+	// still queued) keeps its workload, unless anything else claims them
+	// (a router address only guessed excepted: the pod held it).
+	rankDeletedPod
 	// A hostNetwork pod names its node, even when the node object lists
 	// no such address.
 	rankHostNetwork
@@ -86,7 +100,15 @@ type claim struct {
 	running bool   // a Running pod beats a Pending one of the same rank
 	seq     uint64 // then the object set last wins
 	ep      *flow.Endpoint
-	by      any // the claiming *podState, *serviceInfo or *nodeInfo
+	by      any // the claiming *podState, *serviceInfo, *nodeInfo or *tombstone
+}
+
+// tombstone is a deleted pod's claim on its addresses, until a time.
+type tombstone struct {
+	ep    flow.Endpoint // the pod's endpoint when it was deleted
+	ips   []netip.Addr
+	until time.Time
+	seq   uint64
 }
 
 // beats reports whether c wins over o.
@@ -127,6 +149,8 @@ type index struct {
 	// nodeCIDRs are the nodes' pod CIDRs: they tell which node an unknown
 	// pod address lives on.
 	nodeCIDRs []nodeCIDR
+	// tombstones, oldest first (invariant 5).
+	tombstones []*tombstone
 
 	// nodeEPs shares one endpoint per node name for the life of the
 	// process; seq numbers the sets.
@@ -319,15 +343,52 @@ func (ix *index) setPod(p *podInfo) {
 }
 
 // deletePod removes a pod if the cached one still has its UID; it returns
-// the removed state.
-func (ix *index) deletePod(k nsName, uid string) *podState {
+// the removed state. A pod that claimed its addresses as a pod (not a
+// hostNetwork one, not a finished one) leaves a tombstone on them until
+// the given time; none if it is zero.
+func (ix *index) deletePod(k nsName, uid string, until time.Time) *podState {
 	st := ix.pods[k]
 	if st == nil || (uid != "" && string(st.info.uid) != uid) {
 		return nil
 	}
 	ix.unlinkPod(st)
 	delete(ix.pods, k)
+	if r := ix.podClaim(st).rank; !until.IsZero() && (r == rankPod || r == rankTerminatingPod) {
+		ix.bury(st.ep, st.info.ips, until)
+	}
 	return st
+}
+
+// bury makes a tombstone: ips keep naming ep, below every other claim,
+// until expireTombstones passes the given time.
+func (ix *index) bury(ep flow.Endpoint, ips []netip.Addr, until time.Time) {
+	if len(ips) == 0 {
+		return
+	}
+	ix.seq++
+	t := &tombstone{ep: ep, ips: ips, until: until, seq: ix.seq}
+	ix.tombstones = append(ix.tombstones, t)
+	for _, a := range ips {
+		ix.addClaim(a, claim{rank: rankDeletedPod, seq: t.seq, ep: &t.ep, by: t})
+	}
+}
+
+// expireTombstones removes the tombstones whose time is up at now; it
+// reports how many remain.
+func (ix *index) expireTombstones(now time.Time) int {
+	kept := ix.tombstones[:0]
+	for _, t := range ix.tombstones {
+		if t.until.After(now) {
+			kept = append(kept, t)
+			continue
+		}
+		for _, a := range t.ips {
+			ix.removeClaim(a, t)
+		}
+	}
+	clear(ix.tombstones[len(kept):])
+	ix.tombstones = kept
+	return len(kept)
 }
 
 func (ix *index) linkPod(st *podState) {

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"slices"
 	"testing"
+	"time"
 
 	"k8s.io/apimachinery/pkg/types"
 
@@ -14,9 +15,10 @@ import (
 )
 
 // TestIndexMatchesRebuild applies random pod, Service, node and owner
-// events, in any order, to one index, and after each compares it with an
-// index rebuilt from scratch from the objects that remain, set in the
-// order they were last set (the invariants at the top of index.go). A
+// events and the passing of time, in any order, to one index, and after
+// each compares it with an index rebuilt from scratch from the objects and
+// the tombstones of deleted pods that remain, set or made in the order
+// they were last set or made (the invariants at the top of index.go). A
 // small pool of addresses makes every kind of collision common.
 func TestIndexMatchesRebuild(t *testing.T) {
 	pool := []netip.Addr{
@@ -41,17 +43,31 @@ func TestIndexMatchesRebuild(t *testing.T) {
 }
 
 // indexModel is the set of objects an index should hold, each with the
-// step it was last set at.
+// step it was last set at, and the tombstones of deleted pods, each with
+// the step it was made at. Each step is a second of the model's clock.
 type indexModel struct {
-	objs map[string]modelObj // by kind/namespace/name
+	objs map[string]modelObj // by kind/namespace/name, or tomb/step
 	step int
 	last string
 }
 
+// modelGrace is how long a tombstone lasts in the model, in steps.
+const modelGrace = 8
+
 type modelObj struct {
-	set  func(*index)
-	step int
-	uid  string // a pod's
+	set   func(*index)
+	step  int
+	uid   string   // a pod's
+	pod   *podInfo // a pod's
+	until int      // a tombstone's
+}
+
+func modelTime(step int) time.Time { return time.Unix(int64(step), 0) }
+
+// claimsAsPod reports whether a pod claims its addresses as a pod, and
+// so leaves a tombstone when deleted.
+func claimsAsPod(p *podInfo) bool {
+	return !p.hostNetwork && (p.deleting || p.phase == phasePending || p.phase == phaseRunning)
 }
 
 func newIndexModel() *indexModel { return &indexModel{objs: map[string]modelObj{}} }
@@ -96,6 +112,17 @@ func someAddrs(r *rand.Rand, pool []netip.Addr, most int) []netip.Addr {
 func (m *indexModel) randomEvent(r *rand.Rand, pool []netip.Addr, cidrs []netip.Prefix) func(*index) {
 	m.step++
 	del := r.IntN(3) == 0
+	if r.IntN(8) == 0 {
+		// Time passes: the tombstones whose time is up end.
+		now := m.step
+		m.last = fmt.Sprintf("expire tombstones at %d", now)
+		for k, o := range m.objs {
+			if o.until != 0 && o.until <= now {
+				delete(m.objs, k)
+			}
+		}
+		return func(ix *index) { ix.expireTombstones(modelTime(now)) }
+	}
 	switch r.IntN(5) {
 	case 0, 1: // pods
 		ns, name := pick(r, []string{"a", "b"}), pick(r, []string{"p0", "p1", "p2", "p3"})
@@ -105,10 +132,25 @@ func (m *indexModel) randomEvent(r *rand.Rand, pool []netip.Addr, cidrs []netip.
 			// which must change nothing.
 			uid := pick(r, []string{"u0", "u1", ""})
 			m.last = fmt.Sprintf("delete %s uid %q", key, uid)
-			if o, ok := m.objs[key]; ok && (uid == "" || o.uid == uid) {
-				delete(m.objs, key)
+			until := m.step + modelGrace
+			o, ok := m.objs[key]
+			if !ok || (uid != "" && o.uid != uid) {
+				return func(ix *index) { ix.deletePod(nsName{ns, name}, uid, modelTime(until)) }
 			}
-			return func(ix *index) { ix.deletePod(nsName{ns, name}, uid) }
+			delete(m.objs, key)
+			if !claimsAsPod(o.pod) || len(o.pod.ips) == 0 {
+				return func(ix *index) { ix.deletePod(nsName{ns, name}, uid, modelTime(until)) }
+			}
+			// The tombstone names the pod as it was named when deleted,
+			// whatever its owners do later.
+			var ep flow.Endpoint
+			ips := o.pod.ips
+			m.objs[fmt.Sprintf("tomb/%d", m.step)] = modelObj{step: m.step, until: until,
+				set: func(ix *index) { ix.bury(ep, ips, modelTime(until)) }}
+			return func(ix *index) {
+				ep = ix.pods[nsName{ns, name}].ep
+				ix.deletePod(nsName{ns, name}, uid, modelTime(until))
+			}
 		}
 		p := &podInfo{
 			objMeta:     objMeta{name: name, namespace: ns, uid: types.UID(pick(r, []string{"u0", "u1"}))},
@@ -121,7 +163,7 @@ func (m *indexModel) randomEvent(r *rand.Rand, pool []netip.Addr, cidrs []netip.
 				{"StatefulSet", "s0"}, {"DaemonSet", "d0"}, {"Node", "n0"}, {"Widget", "w0"}}),
 		}
 		m.last = fmt.Sprintf("set %s %+v", key, *p)
-		m.objs[key] = modelObj{step: m.step, set: podSetter(p), uid: string(p.uid)}
+		m.objs[key] = modelObj{step: m.step, set: podSetter(p), uid: string(p.uid), pod: p}
 		return podSetter(p)
 	case 2: // Services
 		name := pick(r, []string{"s0", "s1", "s2"})

@@ -56,6 +56,39 @@ func (s *Source) scheduleForget(gone func(*index) bool, ep flow.Endpoint) {
 	s.clk.AfterFunc(s.cfg.DeletionGrace, func() { go s.expire(ep) })
 }
 
+// scheduleTombstoneExpiry ends, DeletionGrace from now, the tombstones
+// whose time is then up. One timer is pending at a time: when it fires, it
+// sets the next for the oldest tombstone left.
+func (s *Source) scheduleTombstoneExpiry() {
+	s.pendingMu.Lock()
+	defer s.pendingMu.Unlock()
+	if s.tombstoneTimer {
+		return
+	}
+	s.tombstoneTimer = true
+	s.clk.AfterFunc(s.cfg.DeletionGrace, func() { go s.expireTombstones() })
+}
+
+// expireTombstones runs on its own goroutine, as expire does.
+func (s *Source) expireTombstones() {
+	s.pendingMu.Lock()
+	defer s.pendingMu.Unlock()
+	s.mu.Lock()
+	now := s.clk.Now()
+	s.ix.expireTombstones(now)
+	var next time.Duration
+	more := len(s.ix.tombstones) > 0
+	if more {
+		next = max(s.ix.tombstones[0].until.Sub(now), 0)
+	}
+	s.mu.Unlock()
+	if !more || s.stopped.Load() {
+		s.tombstoneTimer = false
+		return
+	}
+	s.clk.AfterFunc(next, func() { go s.expireTombstones() })
+}
+
 // expire runs on its own goroutine: a fake clock calls timer functions
 // with its lock held, and expire reads the clock.
 func (s *Source) expire(ep flow.Endpoint) {
@@ -76,9 +109,12 @@ func (s *Source) expire(ep flow.Endpoint) {
 	delete(s.pending, ep)
 	s.pendingMu.Unlock()
 
-	s.mu.RLock()
+	// The tombstones of the deletions this call concerns end first, so
+	// that no address names ep after Forget.
+	s.mu.Lock()
+	s.ix.expireTombstones(s.clk.Now())
 	ok := p.gone(&s.ix)
-	s.mu.RUnlock()
+	s.mu.Unlock()
 	if ok {
 		s.cfg.Forget(ep)
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	metafake "k8s.io/client-go/metadata/fake"
@@ -92,7 +93,7 @@ func TestDeletionGrace(t *testing.T) {
 			if err := pods.Delete(ctx, "web-5f7-a", metav1.DeleteOptions{}); err != nil {
 				t.Fatal(err)
 			}
-			c.expect("10.244.1.10", flow.Endpoint{}, false)
+			c.deleted("shop", "web-5f7-a")
 			log.expectAfter(t, clk, 59*time.Second)
 			if podLabels {
 				log.expectAfter(t, clk, time.Second, webA)
@@ -105,7 +106,7 @@ func TestDeletionGrace(t *testing.T) {
 			if err := pods.Delete(ctx, "web-5f7-b", metav1.DeleteOptions{}); err != nil {
 				t.Fatal(err)
 			}
-			c.expect("10.244.2.10", flow.Endpoint{}, false)
+			c.deleted("shop", "web-5f7-b")
 			if _, err := pods.Create(ctx, pod("shop", "web-5f7-c", "n1", []string{"10.244.1.11"}, owned("ReplicaSet", "web-5f7")), metav1.CreateOptions{}); err != nil {
 				t.Fatal(err)
 			}
@@ -120,7 +121,7 @@ func TestDeletionGrace(t *testing.T) {
 			if err := pods.Delete(ctx, "web-5f7-c", metav1.DeleteOptions{}); err != nil {
 				t.Fatal(err)
 			}
-			c.expect("10.244.1.11", flow.Endpoint{}, false)
+			c.deleted("shop", "web-5f7-c")
 			webC := web
 			webC.Pod = "web-5f7-c"
 			if podLabels {
@@ -134,7 +135,7 @@ func TestDeletionGrace(t *testing.T) {
 			if err := dbPods.Delete(ctx, "db-0", metav1.DeleteOptions{}); err != nil {
 				t.Fatal(err)
 			}
-			c.expect("10.244.2.20", flow.Endpoint{}, false)
+			c.deleted("data", "db-0")
 			if _, err := dbPods.Create(ctx, pod("data", "db-0", "n1", []string{"10.244.1.20"}, owned("StatefulSet", "db"), uid("db-0-new")), metav1.CreateOptions{}); err != nil {
 				t.Fatal(err)
 			}
@@ -181,7 +182,7 @@ func TestWorkloadCountFollowsOwners(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	c.expect(fmt.Sprintf("10.244.1.%d", 10+n-1), flow.Endpoint{}, false)
+	c.deleted("shop", fmt.Sprintf("bulk-7c-%d", n-1))
 	log.expectAfter(t, clk, time.Minute, flow.Endpoint{Namespace: "shop", Workload: "bulk", Kind: flow.KindDeployment})
 }
 
@@ -198,13 +199,105 @@ func TestGraceFromLastDeletion(t *testing.T) {
 	if err := pods.Delete(ctx, "api-0", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	c.expect("10.244.1.10", flow.Endpoint{}, false)
+	c.deleted("shop", "api-0")
 	log.expectAfter(t, clk, 30*time.Second)
 	if err := pods.Delete(ctx, "api-1", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	c.expect("10.244.1.11", flow.Endpoint{}, false)
+	c.deleted("shop", "api-1")
 	log.expectAfter(t, clk, 30*time.Second) // a minute after the first deletion
 	log.expectAfter(t, clk, 29*time.Second)
 	log.expectAfter(t, clk, time.Second, flow.Endpoint{Namespace: "shop", Workload: "api", Kind: flow.KindStatefulSet})
+}
+
+// TestDeletedPodKeepsItsAddresses: a deleted pod's addresses keep naming
+// it for the deletion grace, so that what is counted after its deletion
+// (a connection's last conntrack delta, a late packet) keeps its name; a
+// pod that claims the address wins at once; the address is Unknown once
+// the grace is over, before the pod's series are forgotten.
+func TestDeletedPodKeepsItsAddresses(t *testing.T) {
+	clk := testingclock.NewFakeClock(time.Now())
+	var (
+		c    *cluster
+		mu   sync.Mutex
+		seen []flow.Endpoint // what 10.244.1.12 named when each Forget came
+	)
+	forget := func(flow.Endpoint) {
+		ep, _ := c.src.Lookup(netip.MustParseAddr("10.244.1.12"))
+		mu.Lock()
+		seen = append(seen, ep)
+		mu.Unlock()
+	}
+	c = newCluster(t, Config{Forget: forget, DeletionGrace: time.Minute, Clock: clk, PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}},
+		node("n1", []string{"10.244.1.0/24"}, "192.168.0.1"),
+		replicaSet("shop", "web-old", ref("Deployment", "web")),
+		replicaSet("shop", "web-new", ref("Deployment", "web")),
+		pod("shop", "web-old-a", "n1", []string{"10.244.1.10"}, owned("ReplicaSet", "web-old"), terminating()),
+		pod("shop", "web-old-b", "n1", []string{"10.244.1.11"}, owned("ReplicaSet", "web-old")),
+		pod("shop", "web-new-a", "n1", []string{"10.244.1.12"}, owned("ReplicaSet", "web-new")),
+	)
+	pods := c.core.CoreV1().Pods("shop")
+	old := func(name string) flow.Endpoint {
+		return flow.Endpoint{Namespace: "shop", Workload: "web", Kind: flow.KindDeployment, Pod: name, Node: "n1"}
+	}
+	unknown := flow.Endpoint{Kind: flow.KindUnknown, Node: "n1"}
+
+	// The terminating pod is deleted: its address still names it.
+	if err := pods.Delete(ctx, "web-old-a", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c.deleted("shop", "web-old-a")
+	c.expect("10.244.1.10", old("web-old-a"), true)
+
+	// Another pod is deleted 30s later; a new pod takes its address at
+	// once, and wins at once.
+	clk.Step(30 * time.Second)
+	if err := pods.Delete(ctx, "web-old-b", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c.deleted("shop", "web-old-b")
+	c.expect("10.244.1.11", old("web-old-b"), true)
+	if _, err := pods.Create(ctx, pod("shop", "web-new-b", "n1", []string{"10.244.1.11"}, owned("ReplicaSet", "web-new"), phase(corev1.PodPending)), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c.expect("10.244.1.11", old("web-new-b"), true)
+
+	// A minute after the first deletion, its address is Unknown, and
+	// already so when the series are forgotten; the second still names
+	// its pod.
+	clk.Step(29 * time.Second)
+	c.expect("10.244.1.10", old("web-old-a"), true)
+	clk.Step(time.Second)
+	c.expect("10.244.1.10", unknown, false)
+	c.expect("10.244.1.11", old("web-new-b"), true)
+
+	// The new pod goes too, within the grace of the one it replaced: the
+	// address names the pod deleted last, then nothing.
+	if err := pods.Delete(ctx, "web-new-b", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c.deleted("shop", "web-new-b")
+	c.expect("10.244.1.11", old("web-new-b"), true)
+	clk.Step(30 * time.Second)
+	c.expect("10.244.1.11", old("web-new-b"), true)
+	clk.Step(30 * time.Second)
+	c.expect("10.244.1.11", unknown, false)
+
+	// The workload lives on in web-new-a, so its series stay. Delete
+	// it: its address is Unknown by the time the series go.
+	if err := pods.Delete(ctx, "web-new-a", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c.deleted("shop", "web-new-a")
+	c.expect("10.244.1.12", old("web-new-a"), true)
+	clk.Step(time.Minute)
+	c.expect("10.244.1.12", unknown, false)
+	eventually(t, "the workload forgotten", func() bool { mu.Lock(); defer mu.Unlock(); return len(seen) > 0 })
+	mu.Lock()
+	defer mu.Unlock()
+	for _, ep := range seen {
+		if ep != unknown {
+			t.Errorf("10.244.1.12 named %+v when the workload was forgotten; want Unknown", ep)
+		}
+	}
 }

@@ -34,7 +34,9 @@ type Config struct {
 	Networks *networks.Table
 	// Forget is called DeletionGrace after a pod (or Service, or node) is
 	// deleted, with the endpoint whose series must go. It is called from
-	// a timer goroutine.
+	// a timer goroutine. A deleted pod's addresses keep naming it for
+	// DeletionGrace, unless another object claims them, so that what is
+	// counted late still has its name; they are Unknown before Forget.
 	Forget        func(flow.Endpoint)
 	DeletionGrace time.Duration
 	// PodLabels is true when series carry pod names (--metrics.labels
@@ -93,6 +95,8 @@ type Source struct {
 
 	pendingMu sync.Mutex
 	pending   map[flow.Endpoint]*pendingForget
+	// tombstoneTimer is true while a timer will expire tombstones.
+	tombstoneTimer bool
 }
 
 // NewWithClients builds a Source over the given clients. Nothing is
@@ -293,9 +297,16 @@ func (s *Source) onPodDelete(obj any) {
 	if p, ok := obj.(*podInfo); ok {
 		k, uid = nsName{p.namespace, p.name}, string(p.uid)
 	}
+	var until time.Time
+	if s.cfg.DeletionGrace > 0 {
+		until = s.clk.Now().Add(s.cfg.DeletionGrace)
+	}
 	s.mu.Lock()
-	st := s.ix.deletePod(k, uid)
+	st := s.ix.deletePod(k, uid, until)
 	s.mu.Unlock()
+	if st != nil && !until.IsZero() {
+		s.scheduleTombstoneExpiry()
+	}
 	if st != nil {
 		s.schedulePodForget(st)
 	}
