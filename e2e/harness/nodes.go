@@ -61,6 +61,15 @@ func (e *Env) AddNode(ctx context.Context) (*Node, error) {
 			return nil, err
 		}
 	}
+	// Track connections from the start, as a real node does from boot
+	// (the kubelet's and the CNI's rules load conntrack): otherwise its
+	// first user would be kube-proxy's table, loaded after kube-proxy
+	// opened its API server watches, and conntrack would pick those
+	// connections up mid-stream, their original direction being
+	// whichever side sent next. Removed with the namespace.
+	if err := ns.Nft("table inet pfe2e-node {\n  chain prerouting { type filter hook prerouting priority -300; policy accept; ct state invalid counter; }\n  chain output { type filter hook output priority -300; policy accept; ct state invalid counter; }\n}\n"); err != nil {
+		return nil, fmt.Errorf("node %s: conntrack: %w", n.Name, err)
+	}
 	if err := e.attach(ns, "vn"+strconv.Itoa(i), n.IPv4.String(), n.IPv6.String()); err != nil {
 		return nil, err
 	}
