@@ -109,6 +109,12 @@ func (m *IgnoredMeter) scrapes() (int, error) {
 		if n == 0 && v > 0 {
 			return 0, fmt.Errorf("%d scrape packets on %s longer than the MTU with TCP headers of another length than the meter knows", v, m.node.Name)
 		}
+		if m.env.ConnectionMode() {
+			// Connection mode counts what conntrack's accounting
+			// counts: each packet the kernel handled, a super-packet
+			// as one (docs/architecture.md, "Connection mode").
+			n = 1
+		}
 		total += n * v
 	}
 	return total, nil
