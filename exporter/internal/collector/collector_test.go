@@ -172,9 +172,9 @@ podflow_conntrack_connections 40
 # HELP podflow_conntrack_connections_lost_total Connections whose last counts were never read (their end event lost, or gone between two dumps).
 # TYPE podflow_conntrack_connections_lost_total counter
 podflow_conntrack_connections_lost_total 3
-# HELP podflow_conntrack_counter_resets_total Connection counters that went backwards (zeroed by another program); the new totals are counted whole.
-# TYPE podflow_conntrack_counter_resets_total counter
-podflow_conntrack_counter_resets_total 5
+# HELP podflow_conntrack_accounting_resets_total Connection counters that went backwards (zeroed by another program); the new totals are counted whole.
+# TYPE podflow_conntrack_accounting_resets_total counter
+podflow_conntrack_accounting_resets_total 5
 # HELP podflow_conntrack_dump_errors_total Periodic reads of the live connections' counters that failed.
 # TYPE podflow_conntrack_dump_errors_total counter
 podflow_conntrack_dump_errors_total 2

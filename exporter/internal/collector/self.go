@@ -179,7 +179,7 @@ func newSelf(src *Sources) *self {
 		ctEvents:     desc("conntrack_events_total", "Conntrack events read (connections that ended)."),
 		ctOverruns:   desc("conntrack_overruns_total", "Overruns (ENOBUFS) of the conntrack event socket: the kernel dropped at least one event each time."),
 		ctMalformed:  desc("conntrack_events_malformed_total", "Conntrack event messages that could not be decoded; their connections' last counts are missing."),
-		ctResets:     desc("conntrack_counter_resets_total", "Connection counters that went backwards (zeroed by another program); the new totals are counted whole."),
+		ctResets:     desc("conntrack_accounting_resets_total", "Connection counters that went backwards (zeroed by another program); the new totals are counted whole."),
 		ctDumps:      desc("conntrack_dumps_total", "Periodic reads of the live connections' counters."),
 		ctDumpErrors: desc("conntrack_dump_errors_total", "Periodic reads of the live connections' counters that failed."),
 		ctTracked:    desc("conntrack_connections", "Connections whose counters podflow follows."),
